@@ -1,0 +1,2 @@
+"""ddsp_lab: Differentiable Digital Signal Processing in PyTorch."""
+__version__ = "0.1.0"

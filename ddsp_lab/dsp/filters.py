@@ -1,0 +1,171 @@
+"""FIR filters: frequency-sampled design, sinc filters, FFT convolution, time-varying filtering.
+
+Shapes: audio [batch, n_samples]; impulse responses [batch, ir_size] (one filter) or
+[batch, n_frames, ir_size] (one filter per frame: audio is cut into n_frames equal blocks, each
+convolved with its own IR and overlap-added, the reference's time-varying filtering).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._checks import check_batch, check_choice, check_rank
+
+
+def _hann(n: int, dtype, device, periodic: bool = True) -> Tensor:
+    return torch.hann_window(n, periodic=periodic, dtype=dtype, device=device)
+
+
+def apply_window_to_impulse_response(impulse_response: Tensor, window_size: int = 0,
+                                     causal: bool = False) -> Tensor:
+    """Window a zero-phase (or causal) IR with a Hann window and return it in causal form.
+
+    Args:
+        impulse_response: [..., ir_size], zero-phase form (peak at index 0) unless causal=True.
+        window_size: Hann length; <= 0 or > ir_size means ir_size. A shorter window also trims the
+            IR to window_size taps (time resolution vs. frequency resolution).
+    Returns:
+        [..., window_size] (or [..., ir_size]) causal, linear-phase IR.
+    """
+    if causal:
+        impulse_response = torch.fft.fftshift(impulse_response, dim=-1)
+    ir_size = impulse_response.shape[-1]
+    if window_size <= 0 or window_size > ir_size:
+        window_size = ir_size
+    padding = ir_size - window_size
+    # The reference uses a periodic Hann over the whole IR, a symmetric one when it shortens it.
+    window = _hann(window_size, impulse_response.dtype, impulse_response.device, periodic=padding == 0)
+    if padding > 0:
+        half = (window_size + 1) // 2
+        window = torch.cat([window[half:], window.new_zeros(padding), window[:half]])
+        ir = impulse_response * window
+        first_half_start = (ir_size - (half - 1)) + 1
+        return torch.cat([ir[..., first_half_start:], ir[..., :half + 1]], dim=-1)
+    ir = impulse_response * torch.fft.fftshift(window, dim=-1)
+    return torch.fft.fftshift(ir, dim=-1)
+
+
+def frequency_impulse_response(magnitudes: Tensor, window_size: int = 0) -> Tensor:
+    """Linear-phase FIR from sampled magnitudes (frequency sampling method).
+
+    Args:
+        magnitudes: [batch, n_frames, n_freq] or [batch, n_freq], linearly spaced from 0 Hz to
+            Nyquist inclusive.
+        window_size: Hann window length (see apply_window_to_impulse_response).
+    Returns:
+        [batch, (n_frames,) ir_size] causal IRs, ir_size = 2 (n_freq - 1) or window_size.
+    """
+    check_rank("magnitudes", magnitudes, (2, 3), "[batch, n_frames, n_freq] or [batch, n_freq]")
+    ir = torch.fft.irfft(magnitudes.to(torch.promote_types(magnitudes.dtype, torch.float32)), dim=-1)
+    return apply_window_to_impulse_response(ir, window_size)
+
+
+def _overlap_add(frames: Tensor, hop: int) -> Tensor:
+    """[batch, n_frames, frame_len] -> [batch, (n_frames - 1) * hop + frame_len]."""
+    batch, n_frames, frame_len = frames.shape
+    if n_frames == 1:
+        return frames[:, 0]
+    r = -(-frame_len // hop)
+    x = torch.nn.functional.pad(frames, (0, r * hop - frame_len)).reshape(batch, n_frames, r, hop)
+    out = sum(torch.nn.functional.pad(x[:, :, i], (0, 0, i, r - 1 - i)) for i in range(r))
+    return out.reshape(batch, -1)[:, : (n_frames - 1) * hop + frame_len]
+
+
+def crop_and_compensate_delay(audio: Tensor, audio_size: int, ir_size: int, padding: str,
+                              delay_compensation: int) -> Tensor:
+    """Crop a full convolution to 'same' (audio_size) or 'valid' (audio_size + ir_size - 1).
+
+    delay_compensation < 0 removes (ir_size - 1) // 2 - 1 samples from the front (the reference's
+    convention: a 2-sample delay remains for even IRs of frequency_impulse_response); >= 0 removes
+    exactly that many.
+    """
+    check_choice("padding", padding, ("same", "valid"))
+    crop_size = audio_size if padding == "same" else ir_size + audio_size - 1
+    start = (ir_size - 1) // 2 - 1 if delay_compensation < 0 else delay_compensation
+    return audio[:, start:start + crop_size]
+
+
+def fft_convolve(audio: Tensor, impulse_response: Tensor, padding: str = "same",
+                 delay_compensation: int = -1) -> Tensor:
+    """Convolve audio with one IR, or one IR per block of audio, by FFT.
+
+    Args:
+        audio: [batch, n_samples].
+        impulse_response: [batch | 1, ir_size] or [batch | 1, n_frames, ir_size]; with n_frames
+            IRs the audio is cut into n_frames blocks of ceil(n_samples / n_frames) samples.
+        padding: 'same' (n_samples out) or 'valid' (n_samples + ir_size - 1 out).
+        delay_compensation: see crop_and_compensate_delay.
+    """
+    check_rank("audio", audio, (2,), "[batch, n_samples]")
+    check_rank("impulse_response", impulse_response, (2, 3),
+               "[batch, ir_size] or [batch, n_frames, ir_size]")
+    check_choice("padding", padding, ("same", "valid"))
+    check_batch("audio", audio, "impulse_response", impulse_response)
+    ir = impulse_response[:, None, :] if impulse_response.dim() == 2 else impulse_response
+    batch, n_samples = audio.shape
+    n_ir_frames, ir_size = ir.shape[1], ir.shape[2]
+    frame_size = -(-n_samples // n_ir_frames)
+    n_audio_frames = -(-n_samples // frame_size)
+    if n_audio_frames != n_ir_frames:
+        raise ValueError(f"fft_convolve: {n_samples} audio samples cut into blocks of {frame_size} "
+                         f"give {n_audio_frames} blocks, but impulse_response has {n_ir_frames} "
+                         f"frames; use n_samples divisible by n_frames")
+    pad = n_audio_frames * frame_size - n_samples
+    frames = torch.nn.functional.pad(audio, (0, pad)).reshape(batch, n_audio_frames, frame_size)
+    fft_size = 1 << math.ceil(math.log2(frame_size + ir_size - 1))
+    spec = torch.fft.rfft(frames, n=fft_size) * torch.fft.rfft(ir, n=fft_size)
+    out = _overlap_add(torch.fft.irfft(spec, n=fft_size), frame_size)
+    return crop_and_compensate_delay(out, n_samples, ir_size, padding, delay_compensation)
+
+
+def frequency_filter(audio: Tensor, magnitudes: Tensor, window_size: int = 0,
+                     padding: str = "same") -> Tensor:
+    """Filter audio with FIRs designed from sampled magnitudes (time-varying with framed mags).
+
+    Args:
+        audio: [batch, n_samples].
+        magnitudes: [batch, n_frames, n_freq] (one filter per block) or [batch, n_freq].
+        window_size: FIR length; 0 = 2 (n_freq - 1).
+    """
+    return fft_convolve(audio, frequency_impulse_response(magnitudes, window_size), padding=padding)
+
+
+def sinc(x: Tensor, threshold: float = 1e-20) -> Tensor:
+    """Normalised sinc, sin(pi x) / (pi x)."""
+    x = torch.where(x.abs() < threshold, torch.full_like(x, threshold), x)
+    return torch.sin(math.pi * x) / (math.pi * x)
+
+
+def sinc_impulse_response(cutoff_frequency: Tensor, window_size: int = 512,
+                          sample_rate: float | None = None) -> Tensor:
+    """Symmetric-Hamming-windowed sinc low-pass with unity DC gain, window_size // 2 * 2 + 1 taps.
+
+    Args:
+        cutoff_frequency: [batch, n_frames, 1] (or broadcastable); in Hz with sample_rate, else as
+            a fraction of Nyquist in [0, 1].
+    Returns:
+        [batch, n_frames, window_size // 2 * 2 + 1].
+    """
+    if sample_rate is not None:
+        cutoff_frequency = cutoff_frequency * (2.0 / float(sample_rate))
+    half = window_size // 2
+    n_taps = 2 * half + 1
+    idx = torch.arange(-half, half + 1, dtype=cutoff_frequency.dtype, device=cutoff_frequency.device)
+    ir = sinc(cutoff_frequency * idx)
+    ir = ir * torch.hamming_window(n_taps, periodic=False, dtype=ir.dtype, device=ir.device)
+    return ir / ir.sum(-1, keepdim=True).abs()
+
+
+def sinc_filter(audio: Tensor, cutoff_frequency: Tensor, window_size: int = 512,
+                sample_rate: float | None = None, padding: str = "same",
+                high_pass: bool = False) -> Tensor:
+    """Filter audio with time-varying sinc low-pass (or high-pass) filters."""
+    ir = sinc_impulse_response(cutoff_frequency, window_size, sample_rate)
+    if high_pass:  # spectral inversion: delta - lowpass
+        ir = -ir
+        centre = ir.shape[-1] // 2
+        ir = ir + torch.nn.functional.one_hot(torch.tensor(centre, device=ir.device),
+                                              ir.shape[-1]).to(ir.dtype)
+    return fft_convolve(audio, ir, padding=padding)

@@ -1,0 +1,177 @@
+"""Oscillators: sinusoidal bank, harmonic synthesis, wavetables, variable delay, sinusoid <-> harmonic.
+
+Shapes: frame-wise controls [batch, n_frames, channels]; sample-wise envelopes
+[batch, n_samples, channels]; audio [batch, n_samples]. Frequencies in Hz, amplitudes linear.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from ._checks import check_batch, check_f0, check_positive_int, check_rank, check_sample_rate
+from .phase import TWO_PI, cumulative_phase, segment_phase
+from .resample import resample
+from .units import safe_divide
+
+
+def remove_above_nyquist(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
+                         sample_rate: float = 16000) -> Tensor:
+    """Zero the amplitudes of sinusoids at or above Nyquist (f >= sample_rate / 2)."""
+    return torch.where(frequency_envelopes >= sample_rate / 2.0,
+                       torch.zeros_like(amplitude_envelopes), amplitude_envelopes)
+
+
+def get_harmonic_frequencies(frequencies: Tensor, n_harmonics: int) -> Tensor:
+    """[batch, n_frames, 1] f0 in Hz -> [batch, n_frames, n_harmonics] f0 * (1, 2, ..., n)."""
+    k = torch.arange(1, n_harmonics + 1, device=frequencies.device, dtype=frequencies.dtype)
+    return frequencies * k
+
+
+def normalize_harmonics(harmonic_distribution: Tensor, f0_hz: Tensor | None = None,
+                        sample_rate: float | None = None) -> Tensor:
+    """Remove harmonics at or above Nyquist (when f0_hz and sample_rate are given), then scale the
+    distribution to sum to one over harmonics (all-zero stays zero)."""
+    if sample_rate is not None and f0_hz is not None:
+        freqs = get_harmonic_frequencies(f0_hz, harmonic_distribution.shape[-1])
+        harmonic_distribution = remove_above_nyquist(freqs, harmonic_distribution, sample_rate)
+    total = harmonic_distribution.sum(-1, keepdim=True)
+    return safe_divide(harmonic_distribution, total)
+
+
+def oscillator_bank(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
+                    sample_rate: float = 16000, sum_sinusoids: bool = True) -> Tensor:
+    """Sinusoids from sample-wise frequency and amplitude envelopes.
+
+    Phase is the inclusive running sum of 2 pi f / sample_rate, accumulated accurately
+    (`phase.cumulative_phase`); amplitudes are zeroed where f >= Nyquist, sample by sample.
+
+    Args:
+        frequency_envelopes: [batch, n_samples, n_sinusoids] Hz.
+        amplitude_envelopes: [batch, n_samples, n_sinusoids] linear.
+    Returns:
+        [batch, n_samples] (or [batch, n_samples, n_sinusoids] without summing).
+    """
+    check_rank("frequency_envelopes", frequency_envelopes, (3,), "[batch, n_samples, n_sinusoids]")
+    check_rank("amplitude_envelopes", amplitude_envelopes, (3,), "[batch, n_samples, n_sinusoids]")
+    check_sample_rate("sample_rate", sample_rate)
+    amps = remove_above_nyquist(frequency_envelopes, amplitude_envelopes, sample_rate)
+    phase = cumulative_phase(frequency_envelopes, TWO_PI / sample_rate, dim=1)
+    audio = amps * torch.sin(phase)
+    return audio.sum(-1) if sum_sinusoids else audio
+
+
+def _segment_weights(method: str, hop: int, dtype, device) -> tuple[Tensor, Tensor]:
+    """Weights of frame j and frame j + 1 for sample m of segment j, per amplitude resampling."""
+    m = torch.arange(hop, dtype=torch.float64, device=device)
+    if method == "window":
+        rise = 0.5 - 0.5 * torch.cos(math.pi * m / hop)
+    elif method == "linear":
+        rise = m / hop
+    else:  # nearest, add_endpoint: floor
+        rise = torch.zeros_like(m)
+    return (1.0 - rise).to(dtype), rise.to(dtype)
+
+
+def _harmonic_chunk(phase: Tensor, f_sample: Tensor, amps_a: Tensor, amps_b: Tensor,
+                    w_a: Tensor, w_b: Tensor, nyquist: float) -> Tensor:
+    """One block of frame segments.
+
+    phase, f_sample: [batch, n_seg, hop] fundamental phase (rad) and frequency (Hz) per sample.
+    amps_a, amps_b: [batch, n_seg, n_harmonics] amplitudes of the segment's two frames.
+    Returns [batch, n_seg, hop] = sum_k (w_a amps_a_k + w_b amps_b_k) [k f < nyq] sin(k phase).
+    """
+    n_h = amps_a.shape[-1]
+    k = torch.arange(1, n_h + 1, device=phase.device, dtype=phase.dtype)
+    sines = torch.sin(phase[..., None] * k)  # [b, s, hop, k]
+    sines = torch.where(f_sample[..., None] * k < nyquist, sines, torch.zeros_like(sines))
+    ab = torch.stack([amps_a, amps_b], dim=-1)  # [b, s, k, 2]
+    mixed = torch.matmul(sines, ab)  # [b, s, hop, 2]
+    return mixed[..., 0] * w_a + mixed[..., 1] * w_b
+
+
+_CHUNK_ELEMENTS = 1 << 21
+
+
+def _harmonic_segments(f0_frames: Tensor, harmonic_amplitudes: Tensor, hop: int,
+                       sample_rate: float, amp_resample_method: str) -> Tensor:
+    """Exact harmonic synthesis when n_samples = n_frames * hop (linear f0, no shifts)."""
+    batch, n_frames, n_h = harmonic_amplitudes.shape
+    f_ext = torch.cat([f0_frames, f0_frames[:, -1:]], dim=1)[..., 0]  # [b, n_frames + 1]
+    a_ext = torch.cat([harmonic_amplitudes, harmonic_amplitudes[:, -1:]], dim=1)
+    phase = segment_phase(f_ext, sample_rate, hop)  # [b, n_frames, hop]
+    m = torch.arange(hop, device=f0_frames.device, dtype=f0_frames.dtype) / hop
+    f_sample = f_ext[:, :-1, None] + (f_ext[:, 1:, None] - f_ext[:, :-1, None]) * m
+    w_a, w_b = _segment_weights(amp_resample_method, hop, f0_frames.dtype, f0_frames.device)
+    step = max(1, _CHUNK_ELEMENTS // max(1, batch * hop * n_h))
+    use_ckpt = torch.is_grad_enabled() and (f0_frames.requires_grad or harmonic_amplitudes.requires_grad)
+    outs = []
+    for j in range(0, n_frames, step):
+        e = min(j + step, n_frames)
+        args = (phase[:, j:e], f_sample[:, j:e], a_ext[:, j:e], a_ext[:, j + 1:e + 1],
+                w_a, w_b, sample_rate / 2.0)
+        if use_ckpt:
+            outs.append(checkpoint(_harmonic_chunk, *args, use_reentrant=False))
+        else:
+            outs.append(_harmonic_chunk(*args))
+    return torch.cat(outs, dim=1).reshape(batch, n_frames * hop)
+
+
+def harmonic_synthesis(frequencies: Tensor, amplitudes: Tensor,
+                       harmonic_shifts: Tensor | None = None,
+                       harmonic_distribution: Tensor | None = None, n_samples: int = 64000,
+                       sample_rate: float = 16000, amp_resample_method: str = "window") -> Tensor:
+    """Harmonic oscillator bank from frame-wise controls.
+
+    Harmonic k has frequency k * f0 (times 1 + shift_k); frequencies are upsampled linearly,
+    amplitudes (amplitudes * distribution) by `amp_resample_method` ('window' = overlapping Hann,
+    as in the paper); harmonics at or above Nyquist are silenced sample by sample (no
+    renormalisation here: `normalize_harmonics` does that at frame rate).
+
+    Args:
+        frequencies: [batch, n_frames, 1] f0 in Hz (>= 0).
+        amplitudes: [batch, n_frames, 1] overall amplitude.
+        harmonic_shifts: optional [batch, n_frames, n_harmonics] relative detuning.
+        harmonic_distribution: optional [batch, n_frames, n_harmonics].
+        n_samples: output length. The fast exact path needs n_samples % n_frames == 0, i.e. the
+            frame rate must divide the sample rate; other lengths take the general path.
+    Returns:
+        [batch, n_samples] audio.
+    """
+    check_rank("frequencies", frequencies, (3,), "[batch, n_frames, 1]")
+    check_rank("amplitudes", amplitudes, (3,), "[batch, n_frames, 1]")
+    check_f0("frequencies", frequencies)
+    check_positive_int("n_samples", n_samples)
+    check_sample_rate("sample_rate", sample_rate)
+    if frequencies.shape[-1] != 1 or amplitudes.shape[-1] != 1:
+        raise ValueError(f"frequencies and amplitudes must be [batch, n_frames, 1], got "
+                         f"{tuple(frequencies.shape)} and {tuple(amplitudes.shape)}")
+    check_batch("frequencies", frequencies, "amplitudes", amplitudes)
+    n_frames = frequencies.shape[1]
+    for name, t in (("amplitudes", amplitudes), ("harmonic_distribution", harmonic_distribution),
+                    ("harmonic_shifts", harmonic_shifts)):
+        if t is not None and (t.dim() != 3 or t.shape[1] != n_frames):
+            raise ValueError(f"{name} must be [batch, n_frames={n_frames}, ...] like frequencies, "
+                             f"got {tuple(t.shape)}")
+    if harmonic_distribution is not None:
+        n_h = harmonic_distribution.shape[-1]
+    elif harmonic_shifts is not None:
+        n_h = harmonic_shifts.shape[-1]
+    else:
+        n_h = 1
+    harm_amps = amplitudes * harmonic_distribution if harmonic_distribution is not None else amplitudes
+    harm_amps = harm_amps.expand(-1, -1, n_h) if harm_amps.shape[-1] != n_h else harm_amps
+    fast = (harmonic_shifts is None and n_samples % n_frames == 0
+            and amp_resample_method in ("window", "linear", "nearest"))
+    if fast:
+        batch = max(frequencies.shape[0], harm_amps.shape[0])
+        return _harmonic_segments(frequencies.expand(batch, -1, -1), harm_amps.expand(batch, -1, -1),
+                                  n_samples // n_frames, sample_rate, amp_resample_method)
+    freqs = get_harmonic_frequencies(frequencies, n_h)
+    if harmonic_shifts is not None:
+        freqs = freqs * (1.0 + harmonic_shifts)
+    freq_env = resample(freqs, n_samples)
+    amp_env = resample(harm_amps, n_samples, method=amp_resample_method)
+    return oscillator_bank(freq_env, amp_env, sample_rate)

@@ -1,0 +1,142 @@
+"""Spectral front-ends with the reference's framing (no centring; end padded so that every sample
+is covered: ceil(n / hop) frames), periodic Hann windows, natural-log magnitudes.
+
+`stft` frames with `unfold` and transforms with `torch.fft.rfft` (the FFT length is the next power
+of two, the frame zero-padded at its end, as tf.signal.stft does); torch.stft would centre a short
+window inside the FFT frame and differs. nnAudio provides the CQT (`cqt`), where it is the tool.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+
+from ._checks import check_positive_int, check_rank
+from .units import safe_log
+
+
+def _squeeze_audio(audio: Tensor, name: str = "audio") -> Tensor:
+    check_rank(name, audio, (1, 2, 3), "[batch, n_samples] (or [n_samples], [batch, n_samples, 1])")
+    if audio.dim() == 3:
+        if audio.shape[-1] != 1:
+            raise ValueError(f"{name} must be [batch, n_samples, 1] when 3-D, got {tuple(audio.shape)}")
+        audio = audio[..., 0]
+    return audio[None] if audio.dim() == 1 else audio
+
+
+def frame(audio: Tensor, frame_size: int, hop_size: int, pad_end: bool = True) -> Tensor:
+    """[batch, n] -> [batch, n_frames, frame_size]; pad_end gives ceil(n / hop) frames."""
+    n = audio.shape[-1]
+    if pad_end:
+        n_frames = max(1, -(-n // hop_size))
+        pad = (n_frames - 1) * hop_size + frame_size - n
+        audio = torch.nn.functional.pad(audio, (0, max(0, pad)))
+    elif n < frame_size:
+        raise ValueError(f"audio has {n} samples, fewer than frame_size={frame_size} (pad_end=False)")
+    return audio.unfold(-1, frame_size, hop_size)
+
+
+def stft(audio: Tensor, frame_size: int = 2048, overlap: float = 0.75, pad_end: bool = True) -> Tensor:
+    """Complex STFT [batch, n_frames, fft_size // 2 + 1]; hop = int(frame_size * (1 - overlap))."""
+    audio = _squeeze_audio(audio)
+    check_positive_int("frame_size", frame_size)
+    hop = int(frame_size * (1.0 - overlap))
+    if hop < 1:
+        raise ValueError(f"overlap must leave a hop of at least 1 sample, got overlap={overlap} "
+                         f"for frame_size={frame_size}")
+    fft_size = 1 << math.ceil(math.log2(frame_size))
+    window = torch.hann_window(frame_size, periodic=True, dtype=audio.dtype, device=audio.device)
+    return torch.fft.rfft(frame(audio, frame_size, hop, pad_end) * window, n=fft_size)
+
+
+def compute_mag(audio: Tensor, size: int = 2048, overlap: float = 0.75, pad_end: bool = True) -> Tensor:
+    """STFT magnitude [batch, n_frames, size // 2 + 1]."""
+    return stft(audio, size, overlap, pad_end).abs()
+
+
+def compute_logmag(audio: Tensor, size: int = 2048, overlap: float = 0.75,
+                   pad_end: bool = True) -> Tensor:
+    """Natural log of the STFT magnitude (safe_log: zeros -> log(1e-5))."""
+    return safe_log(compute_mag(audio, size, overlap, pad_end))
+
+
+def _hz_to_mel(hz: Tensor) -> Tensor:
+    return 1127.0 * torch.log1p(hz / 700.0)  # HTK mel
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_matrix_cached(n_mels: int, n_bins: int, sample_rate: float, lo_hz: float, hi_hz: float) -> Tensor:
+    freqs = torch.linspace(0.0, sample_rate / 2.0, n_bins, dtype=torch.float64)[1:]  # DC excluded
+    mel = _hz_to_mel(freqs)[:, None]
+    edges = torch.linspace(float(_hz_to_mel(torch.tensor(lo_hz, dtype=torch.float64))),
+                           float(_hz_to_mel(torch.tensor(hi_hz, dtype=torch.float64))),
+                           n_mels + 2, dtype=torch.float64)
+    lower, centre, upper = edges[None, :-2], edges[None, 1:-1], edges[None, 2:]
+    weights = torch.clamp(torch.minimum((mel - lower) / (centre - lower),
+                                        (upper - mel) / (upper - centre)), min=0.0)
+    return torch.cat([weights.new_zeros(1, n_mels), weights], dim=0)  # [n_bins, n_mels]
+
+
+def mel_weight_matrix(n_mels: int, n_bins: int, sample_rate: float, lo_hz: float, hi_hz: float,
+                      dtype=torch.float32, device=None) -> Tensor:
+    """HTK-mel triangular filterbank [n_bins, n_mels] (no area normalisation; DC bin zero), as
+    tf.signal.linear_to_mel_weight_matrix."""
+    return _mel_matrix_cached(n_mels, n_bins, float(sample_rate), float(lo_hz), float(hi_hz)).to(
+        dtype=dtype, device=device)
+
+
+def compute_mel(audio: Tensor, lo_hz: float = 0.0, hi_hz: float = 8000.0, bins: int = 64,
+                fft_size: int = 2048, overlap: float = 0.75, pad_end: bool = True,
+                sample_rate: float = 16000) -> Tensor:
+    """Mel spectrogram of the MAGNITUDE (not power), [batch, n_frames, bins]."""
+    mag = compute_mag(audio, fft_size, overlap, pad_end)
+    return mag @ mel_weight_matrix(bins, mag.shape[-1], sample_rate, lo_hz, hi_hz, mag.dtype, mag.device)
+
+
+def compute_logmel(audio: Tensor, lo_hz: float = 80.0, hi_hz: float = 7600.0, bins: int = 64,
+                   fft_size: int = 2048, overlap: float = 0.75, pad_end: bool = True,
+                   sample_rate: float = 16000) -> Tensor:
+    """Natural log of compute_mel (note the different default band: 80 - 7600 Hz)."""
+    return safe_log(compute_mel(audio, lo_hz, hi_hz, bins, fft_size, overlap, pad_end, sample_rate))
+
+
+@functools.lru_cache(maxsize=16)
+def _dct_matrix_cached(n: int) -> Tensor:
+    k = torch.arange(n, dtype=torch.float64)
+    # DCT-II, unnormalised (2 sum x cos) scaled by 1 / sqrt(2 n), as tf.signal.mfccs_from_log_mel_spectrograms.
+    return 2.0 * torch.cos(math.pi * k[None, :] * (2 * k[:, None] + 1) / (2 * n)) / math.sqrt(2 * n)
+
+
+def compute_mfcc(audio: Tensor, lo_hz: float = 20.0, hi_hz: float = 8000.0, fft_size: int = 1024,
+                 mel_bins: int = 128, mfcc_bins: int = 13, overlap: float = 0.75,
+                 pad_end: bool = True, sample_rate: float = 16000) -> Tensor:
+    """MFCCs [batch, n_frames, mfcc_bins] from the natural-log mel magnitude spectrogram."""
+    logmel = compute_logmel(audio, lo_hz, hi_hz, mel_bins, fft_size, overlap, pad_end, sample_rate)
+    dct = _dct_matrix_cached(mel_bins).to(dtype=logmel.dtype, device=logmel.device)
+    return logmel @ dct[:, :mfcc_bins]
+
+
+def cqt(audio: Tensor, sample_rate: float = 16000, hop_length: int = 64, fmin: float = 32.70,
+        n_bins: int = 84, bins_per_octave: int = 12) -> Tensor:
+    """Constant-Q magnitude [batch, n_frames, n_bins] via nnAudio's CQT (differentiable).
+
+    Builds the kernel on every call; for repeated use keep a `ddsp_lab.dsp.CQT` module instead.
+    """
+    return CQT(sample_rate, hop_length, fmin, n_bins, bins_per_octave).to(audio.device)(audio)
+
+
+class CQT(torch.nn.Module):
+    """nnAudio CQT (CQT1992v2) as a module: audio [batch, n] -> magnitude [batch, n_frames, n_bins]."""
+
+    def __init__(self, sample_rate: float = 16000, hop_length: int = 64, fmin: float = 32.70,
+                 n_bins: int = 84, bins_per_octave: int = 12):
+        super().__init__()
+        from nnAudio.features import CQT as _NnAudioCQT  # lazy: heavy import
+
+        self.cqt = _NnAudioCQT(sr=sample_rate, hop_length=hop_length, fmin=fmin, n_bins=n_bins,
+                               bins_per_octave=bins_per_octave, output_format="Magnitude", verbose=False)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        return self.cqt(_squeeze_audio(audio)).transpose(1, 2)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One-command install of ddsp_lab into ./.venv (or the active virtualenv / $DDSP_LAB_VENV).
+#   bash scripts/install.sh          # library, CLI and the whole stack
+#   bash scripts/install.sh --dev    # + test tools
+# - where no torch is installed, takes the local CPU build torch==2.13.0 first and pins whatever torch
+#   is present with a constraints file, so no later step pulls a different (multi-GB CUDA) torch;
+# - installs torchcrepe with --no-deps after its real needs: it declares torchaudio, whose only wheels
+#   break `import torch*` on this torch (ddsp_lab/_crepe.py imports torchcrepe without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+venv="${DDSP_LAB_VENV:-${VIRTUAL_ENV:-.venv}}"
+if [[ ! -x "$venv/bin/python" ]]; then
+  "${PYTHON:-python3}" -m venv "$venv"
+fi
+py="$venv/bin/python"
+pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
+if ! "$py" -c "import torch" >/dev/null 2>&1; then
+  pip install "torch==${DDSP_LAB_TORCH:-2.13.0}"
+fi
+constraints="$venv/ddsp_lab-constraints.txt"
+"$py" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
+# every dependency of the package except torchcrepe, read from pyproject.toml
+mapfile -t deps < <("$py" - <<'PY'
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+deps = [d for d in project["dependencies"] if not d.startswith("torchcrepe")]
+deps += project["optional-dependencies"]["dev"] if "DEV" in __import__("os").environ else []
+print("\n".join(deps))
+PY
+)
+if [[ -n "$extras" ]]; then
+  mapfile -t dev < <("$py" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['dev']))")
+  deps+=("${dev[@]}")
+fi
+# torchcrepe's own needs (its declared torchaudio excepted)
+pip install -c "$constraints" "${deps[@]}" librosa resampy
+pip install -c "$constraints" --no-deps "torchcrepe>=0.0.22"
+pip install -c "$constraints" --no-deps -e .
+"$py" -c "import ddsp_lab, torch; print(f'ddsp_lab installed in $venv (torch {torch.__version__})')"
