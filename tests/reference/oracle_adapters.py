@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ddsp_lab import dsp
+from ddsp_lab import dsp, losses
+from ddsp_lab import processors as P
 
 torch.set_grad_enabled(True)
 
@@ -84,6 +85,73 @@ def _pad(inputs, kwargs, meta):
     return dsp.pad(T(inputs["x"]), kwargs["frame_size"], kwargs["hop_size"], kwargs.get("padding", "center"))
 
 
+def _processor(cls, **fixed):
+    """Adapter for a processor: constructor kwargs from the case, call inputs in call order;
+    returns the signal and the scaled controls."""
+    def adapter(inputs, kwargs, meta):
+        proc = cls(**{**kwargs, **fixed})
+        names = meta.get("call_inputs") or [n for n in meta["inputs"] if n != "noise"]
+        args = [T(inputs[n]) for n in names if n != "noise"]
+        extra = {"noise": T(inputs["noise"])} if "noise" in inputs else {}
+        with torch.no_grad():
+            controls = proc.get_controls(*args, **extra) if extra and cls is not P.FilteredNoise \
+                else proc.get_controls(*args)
+            signal = proc.get_signal(**controls, **(extra if cls is P.FilteredNoise else {}))
+        out = {"out": signal}
+        out.update({f"controls__{k}": v for k, v in controls.items()})
+        return out
+    return adapter
+
+
+def _reverb(inputs, kwargs, meta):
+    proc = P.Reverb(**kwargs)
+    return proc(T(inputs["audio"]), T(inputs["ir"]))
+
+
+def _filtered_noise_stats(inputs, kwargs, meta):
+    synth = P.FilteredNoise(**kwargs)
+    synth.generator = torch.Generator().manual_seed(0)
+    mags = T(inputs["magnitudes"]).repeat(8, 1, 1)
+    with torch.no_grad():
+        return {"signals": torch.cat([synth(mags) for _ in range(16)])}
+
+
+def _filtered_noise_reverb_stats(inputs, kwargs, meta):
+    proc = P.FilteredNoiseReverb(**kwargs)
+    proc.generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        return {"signals": proc(T(inputs["audio"]).repeat(64, 1), T(inputs["magnitudes"]).repeat(64, 1, 1))}
+
+
+def _spectral_loss(inputs, kwargs, meta):
+    kwargs = {"logmag_weight": 0.0, **kwargs}  # the reference's SpectralLoss() has no log term
+    loss = losses.MultiScaleSpectralLoss(**kwargs)
+    target, audio = T(inputs["target_audio"]), T(inputs["audio"]).requires_grad_(True)
+    value = loss(target, audio)
+    value.backward()
+    return {"out": value.detach(), "grad__audio": audio.grad}
+
+
+def _loss_fn(f, **fixed):
+    def adapter(inputs, kwargs, meta):
+        args = [T(inputs[n]) for n in meta["inputs"] if not n.endswith("weights")]
+        weights = {n: T(inputs[n]) for n in meta["inputs"] if n.endswith("weights")}
+        return f(*args, **weights, **{**kwargs, **fixed})
+    return adapter
+
+
+def _param_loss(inputs, kwargs, meta):
+    return losses.ParamLoss(**kwargs)(T(inputs["pred"]), T(inputs["target"]))
+
+
+def _harmonic_consistency(inputs, kwargs, meta):
+    return losses.HarmonicConsistencyLoss(**kwargs).terms(*[T(inputs[n]) for n in meta["inputs"]])
+
+
+def _kde(inputs, kwargs, meta):
+    return losses.KDEConsistencyLoss(**kwargs)(*[T(inputs[n]) for n in meta["inputs"]])
+
+
 ADAPTERS = {
     "core.midi_to_hz": _fn(dsp.midi_to_hz),
     "core.hz_to_midi": _fn(dsp.hz_to_midi),
@@ -127,4 +195,29 @@ ADAPTERS = {
     "spectral_ops.compute_rms_energy": _fn(dsp.compute_rms_energy),
     "spectral_ops.compute_power": _fn(dsp.compute_power),
     "spectral_ops.pad": _pad,
+    "synths.Harmonic": _processor(P.Harmonic),
+    "synths.FilteredNoise": _processor(P.FilteredNoise),
+    "synths.FilteredNoise:stats": _filtered_noise_stats,
+    "synths.Wavetable": _processor(P.Wavetable),
+    "synths.Sinusoidal": _processor(P.Sinusoidal),
+    "synths.TensorToAudio": _processor(P.TensorToAudio),
+    "effects.Reverb": _reverb,
+    "effects.ExpDecayReverb": _processor(P.ExpDecayReverb),
+    "effects.FilteredNoiseReverb": _processor(P.FilteredNoiseReverb),
+    "effects.FilteredNoiseReverb:stats": _filtered_noise_reverb_stats,
+    "effects.FIRFilter": _processor(P.FIRFilter),
+    "effects.ModDelay": _processor(P.ModDelay),
+    "processors.Add": _processor(P.Add),
+    "processors.Mix": _processor(P.Mix),
+    "processors.Crop": _processor(P.Crop),
+    "losses.SpectralLoss": _spectral_loss,
+    "losses.mean_difference": _loss_fn(losses.mean_difference),
+    "losses.amp_loss": _loss_fn(losses.amp_loss),
+    "losses.freq_loss": _loss_fn(losses.freq_loss),
+    "losses.ParamLoss": _param_loss,
+    "losses.HarmonicConsistencyLoss": _harmonic_consistency,
+    # exempt from matching: the reference discards its CDF normalisation (normalize=False would
+    # reproduce it); ddsp_lab's correct distance is what is reported
+    "losses.wasserstein_distance": _loss_fn(losses.wasserstein_distance),
+    "losses.KDEConsistencyLoss": _kde,
 }
