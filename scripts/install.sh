@@ -25,9 +25,7 @@ constraints="$venv/ddsp_lab-constraints.txt"
 mapfile -t deps < <("$py" - <<'PY'
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-deps = [d for d in project["dependencies"] if not d.startswith("torchcrepe")]
-deps += project["optional-dependencies"]["dev"] if "DEV" in __import__("os").environ else []
-print("\n".join(deps))
+print("\n".join(d for d in project["dependencies"] if not d.startswith("torchcrepe")))
 PY
 )
 if [[ -n "$extras" ]]; then

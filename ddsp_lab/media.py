@@ -1,0 +1,50 @@
+"""Writing audio and spectrogram images (used by the demo and, later, the logging callbacks)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def save_wav(path: str | Path, audio: Tensor | np.ndarray, sample_rate: int) -> Path:
+    """Write mono float audio [n_samples] as 16-bit PCM WAV, peak-normalised only if it clips."""
+    import soundfile as sf
+
+    x = audio.detach().cpu().double().numpy() if isinstance(audio, Tensor) else np.asarray(audio, np.float64)
+    x = x.reshape(-1)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 1.0:
+        x = x / peak
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x, int(sample_rate), subtype="PCM_16")
+    return path
+
+
+def save_spectrogram(path: str | Path, audio: Tensor, sample_rate: int, title: str = "",
+                     fft_size: int = 1024) -> Path:
+    """Log-magnitude spectrogram PNG (dB, 80 dB range) of mono audio [n_samples]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .dsp import amplitude_to_db, compute_mag
+
+    mag = compute_mag(audio.detach().float().cpu().reshape(1, -1), fft_size)[0]
+    db = amplitude_to_db(mag, ref_db=float(amplitude_to_db(mag.max().clamp(min=1e-9))), range_db=80.0)
+    n = audio.numel()
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+    ax.imshow(db.T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
+              extent=(0, n / sample_rate, 0, sample_rate / 2 / 1000))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("kHz")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
