@@ -23,6 +23,9 @@ def mean_difference(target: Tensor, value: Tensor, loss_type: str = "L1",
     last axis."""
     loss_type = loss_type.upper()
     check_choice("loss_type", loss_type, LOSS_TYPES)
+    if weights is None and loss_type != "COSINE":  # fused kernels, forward and backward
+        fn = nn.functional.l1_loss if loss_type == "L1" else nn.functional.mse_loss
+        return fn(value, target)
     w = 1.0 if weights is None else weights
     if loss_type == "L1":
         return torch.mean(torch.abs((target - value) * w))
@@ -30,6 +33,34 @@ def mean_difference(target: Tensor, value: Tensor, loss_type: str = "L1",
         return torch.mean((target - value) ** 2 * w)
     cos = nn.functional.cosine_similarity(target, value, dim=-1, eps=1e-8)
     return torch.mean((1.0 - cos) * (w[..., 0] if isinstance(w, Tensor) else w))
+
+
+class _L1MagLogmag(torch.autograd.Function):
+    """Both L1 spectral terms of one scale, fused: (mean|Mx - Mt|, mean|log Mx - log Mt|), Mx = |X|.
+
+    log is monotonic, so both terms share sign(Mx - Mt): with u = sign(Mx - Mt) X / (n Mx) the
+    gradients wrt the complex spectrum X are u (magnitude term) and u / Mx (log term), zero where
+    Mx = 0. Values keep safe_log semantics (zeros -> log 1e-5).
+    """
+
+    @staticmethod
+    def forward(ctx, spec_x: Tensor, mag_t: Tensor) -> Tensor:
+        ri = torch.view_as_real(spec_x)
+        mag_x = torch.sqrt(ri[..., 0] ** 2 + ri[..., 1] ** 2)
+        diff = mag_x - mag_t
+        n = diff.numel()
+        terms = torch.stack([diff.abs().sum(), (dsp.safe_log(mag_x) - dsp.safe_log(mag_t)).abs().sum()]) / n
+        if ctx.needs_input_grad[0]:
+            positive = mag_x > 0
+            inv = torch.where(positive, 1.0 / torch.where(positive, mag_x, torch.ones_like(mag_x)),
+                              torch.zeros_like(mag_x))
+            ctx.save_for_backward(spec_x * (torch.sign(diff) * inv / n), inv)
+        return terms
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        u, inv = ctx.saved_tensors
+        return u * (grad[0] + grad[1] * inv), None
 
 
 def _check_pair(target_audio: Tensor, audio: Tensor) -> None:
@@ -81,15 +112,25 @@ class MultiScaleSpectralLoss(nn.Module):
             out["logmag"] = diff(dsp.safe_log(mag_t), dsp.safe_log(mag_x))
         return out
 
+    def _fused(self) -> bool:
+        """The paper's loss (L1 on mag and/or logmag only) takes the fused path."""
+        w = self.weights
+        return self.loss_type == "L1" and not (w["delta_time"] or w["delta_freq"] or w["cumsum_freq"])
+
     def terms(self, target_audio: Tensor, audio: Tensor) -> dict[str, Tensor]:
         """Unweighted terms summed over scales, plus 'total' (the weighted sum)."""
         _check_pair(target_audio, audio)
         sums: dict[str, Tensor] = {}
+        fused = self._fused() and not target_audio.requires_grad
         for size in self.fft_sizes:
             with torch.no_grad() if not target_audio.requires_grad else torch.enable_grad():
                 mag_t = dsp.compute_mag(target_audio, size, self.overlap)
-            mag_x = dsp.compute_mag(audio, size, self.overlap)
-            for name, value in self._spectral_terms(mag_t, mag_x).items():
+            if fused:
+                pair = _L1MagLogmag.apply(dsp.stft(audio, size, self.overlap), mag_t)
+                scale_terms = {k: pair[i] for i, k in enumerate(("mag", "logmag")) if self.weights[k]}
+            else:
+                scale_terms = self._spectral_terms(mag_t, dsp.compute_mag(audio, size, self.overlap))
+            for name, value in scale_terms.items():
                 sums[name] = sums[name] + value if name in sums else value
         if self.weights["loudness"]:
             ld = [dsp.compute_loudness(a, self.sample_rate, self.frame_rate, n_fft=2048)

@@ -27,15 +27,89 @@ def _squeeze_audio(audio: Tensor, name: str = "audio") -> Tensor:
 
 
 def frame(audio: Tensor, frame_size: int, hop_size: int, pad_end: bool = True) -> Tensor:
-    """[batch, n] -> [batch, n_frames, frame_size]; pad_end gives ceil(n / hop) frames."""
+    """[batch, n] -> [batch, n_frames, frame_size]; pad_end gives ceil(n / hop) frames.
+
+    When frame_size is a multiple of hop_size the frames are built from frame_size / hop_size
+    shifted views of the hop-blocked signal: same values as `unfold`, but the backward pass is a
+    few slice-adds instead of the slow overlapping as_strided backward on CPU.
+    """
     n = audio.shape[-1]
     if pad_end:
         n_frames = max(1, -(-n // hop_size))
-        pad = (n_frames - 1) * hop_size + frame_size - n
-        audio = torch.nn.functional.pad(audio, (0, max(0, pad)))
     elif n < frame_size:
         raise ValueError(f"audio has {n} samples, fewer than frame_size={frame_size} (pad_end=False)")
+    else:
+        n_frames = (n - frame_size) // hop_size + 1
+    if frame_size % hop_size == 0:
+        r = frame_size // hop_size
+        total = (n_frames + r - 1) * hop_size
+        blocks = torch.nn.functional.pad(audio[..., :total], (0, max(0, total - n)))
+        blocks = blocks.reshape(*audio.shape[:-1], n_frames + r - 1, hop_size)
+        return torch.cat([blocks[..., i:i + n_frames, :] for i in range(r)], dim=-1)
+    if pad_end:
+        audio = torch.nn.functional.pad(audio, (0, max(0, (n_frames - 1) * hop_size + frame_size - n)))
     return audio.unfold(-1, frame_size, hop_size)
+
+
+class _FramesWindowed(torch.autograd.Function):
+    """Frames of a hop-blocked signal times a window; backward overlap-adds into one buffer.
+
+    blocks: [batch, n_frames + r - 1, hop]; window: [r * hop] -> [batch, n_frames, r * hop].
+    """
+
+    @staticmethod
+    def forward(ctx, blocks: Tensor, window: Tensor, r: int, n_frames: int) -> Tensor:
+        hop = blocks.shape[-1]
+        ctx.save_for_backward(window)
+        ctx.r, ctx.n_frames, ctx.shape = r, n_frames, blocks.shape
+        return torch.cat([blocks[..., i:i + n_frames, :] * window[i * hop:(i + 1) * hop]
+                          for i in range(r)], dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (window,) = ctx.saved_tensors
+        hop = ctx.shape[-1]
+        out = grad.new_zeros(ctx.shape)
+        for i in range(ctx.r):
+            out[..., i:i + ctx.n_frames, :] += grad[..., i * hop:(i + 1) * hop] * window[i * hop:(i + 1) * hop]
+        return out, None, None, None
+
+
+class _Magnitude(torch.autograd.Function):
+    """|z| of a complex tensor from its real view (cheaper than complex abs on CPU); the gradient
+    is z / |z|, zero where |z| = 0."""
+
+    @staticmethod
+    def forward(ctx, spec: Tensor) -> Tensor:
+        ri = torch.view_as_real(spec)
+        mag = torch.sqrt(ri[..., 0] ** 2 + ri[..., 1] ** 2)
+        ctx.save_for_backward(spec, mag)
+        return mag
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        spec, mag = ctx.saved_tensors
+        scale = torch.where(mag > 0, grad / torch.where(mag > 0, mag, torch.ones_like(mag)), torch.zeros_like(mag))
+        return spec * scale
+
+
+def magnitude(spec: Tensor) -> Tensor:
+    """|spec| with a cheap, zero-safe gradient."""
+    return _Magnitude.apply(spec)
+
+
+def windowed_frames(audio: Tensor, frame_size: int, hop_size: int, window: Tensor,
+                    pad_end: bool = True) -> Tensor:
+    """frame(...) * window, fused (one pass forward, one overlap-add buffer backward)."""
+    n = audio.shape[-1]
+    if frame_size % hop_size or not pad_end:
+        return frame(audio, frame_size, hop_size, pad_end) * window
+    n_frames = max(1, -(-n // hop_size))
+    r = frame_size // hop_size
+    total = (n_frames + r - 1) * hop_size
+    blocks = torch.nn.functional.pad(audio[..., :total], (0, max(0, total - n)))
+    blocks = blocks.reshape(*audio.shape[:-1], n_frames + r - 1, hop_size)
+    return _FramesWindowed.apply(blocks, window, r, n_frames)
 
 
 def stft(audio: Tensor, frame_size: int = 2048, overlap: float = 0.75, pad_end: bool = True) -> Tensor:
@@ -48,12 +122,12 @@ def stft(audio: Tensor, frame_size: int = 2048, overlap: float = 0.75, pad_end: 
                          f"for frame_size={frame_size}")
     fft_size = 1 << math.ceil(math.log2(frame_size))
     window = torch.hann_window(frame_size, periodic=True, dtype=audio.dtype, device=audio.device)
-    return torch.fft.rfft(frame(audio, frame_size, hop, pad_end) * window, n=fft_size)
+    return torch.fft.rfft(windowed_frames(audio, frame_size, hop, window, pad_end), n=fft_size)
 
 
 def compute_mag(audio: Tensor, size: int = 2048, overlap: float = 0.75, pad_end: bool = True) -> Tensor:
     """STFT magnitude [batch, n_frames, size // 2 + 1]."""
-    return stft(audio, size, overlap, pad_end).abs()
+    return magnitude(stft(audio, size, overlap, pad_end))
 
 
 def compute_logmag(audio: Tensor, size: int = 2048, overlap: float = 0.75,

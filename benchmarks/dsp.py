@@ -1,0 +1,199 @@
+"""DSP speed and memory: the jobs of issue 3 at batch 16 x 4 s at 16 kHz (1000 frames).
+
+    python benchmarks/dsp.py                    # all jobs, eager + compiled, 2 threads (CPU)
+    python benchmarks/dsp.py --jobs a,d --no-compile
+    python benchmarks/dsp.py --device cuda
+
+Jobs: (a) Harmonic forward, 100 harmonics, half the rows glide 100 -> 1000 Hz; (b) FilteredNoise
+forward, 65 bands; (c) MultiScaleSpectralLoss (mag + logmag) forward + backward; (d) Harmonic ->
+loss forward + backward through the raw controls; (e) the paper's synth stack (Harmonic 100 +
+FilteredNoise 65 + 3 s trainable Reverb + loss) forward + backward.
+Prints seconds (median of --repeats after warm-up), real-time factor (audio seconds per second),
+peak memory of the job (CPU: RSS high-water mark of a fresh subprocess above its baseline; CUDA:
+max_memory_allocated), the speed-up over the plain reference-style torch baseline timed in the same
+run (`baseline_plain.py`, jobs a and d) and over the reference library's recorded figures
+(TF 2.13, tf.function, quiet 2-core machine: ../shared/oracle/tf_timings.json, labelled 'TF rec.').
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+BATCH, SR, FR, SECONDS = 16, 16000, 250, 4.0
+N_SAMPLES, N_FRAMES = int(SR * SECONDS), int(FR * SECONDS)
+TF_RECORDED = {"a": 0.861, "b": 0.101, "c": 0.469, "d": 2.55}  # tf.function figures
+FASTEST_PORT = {"a": 0.098, "b": 0.011, "c": 0.24, "d": 0.79}  # issue 3, same kind of machine
+
+
+def make_inputs(device: str):
+    from ddsp_lab import dsp
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 1, N_FRAMES)
+    f0 = 220.0 + 220.0 * torch.rand(BATCH, 1, 1, generator=g) + 0.0 * t[None, :, None]
+    f0[: BATCH // 2] = (100.0 * 10.0 ** t)[None, :, None].expand(BATCH // 2, -1, -1)  # glide
+    inputs = {
+        "f0_hz": f0,
+        "amps": torch.randn(BATCH, N_FRAMES, 1, generator=g),
+        "harmonic_distribution": torch.randn(BATCH, N_FRAMES, 100, generator=g),
+        "noise_magnitudes": torch.randn(BATCH, N_FRAMES, 65, generator=g),
+        "target": dsp.harmonic_synthesis(f0, torch.rand(BATCH, N_FRAMES, 1, generator=g) * 0.3,
+                                         harmonic_distribution=torch.rand(BATCH, N_FRAMES, 60, generator=g),
+                                         n_samples=N_SAMPLES),
+        "audio": torch.randn(BATCH, N_SAMPLES, generator=g) * 0.1,
+    }
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+def build_job(job: str, impl: str, device: str):
+    """Returns a zero-argument callable running the job once (forward, or forward + backward)."""
+    from ddsp_lab import processors as P
+    from ddsp_lab.losses import MultiScaleSpectralLoss
+
+    x = make_inputs(device)
+    loss = MultiScaleSpectralLoss()
+    harmonic = P.Harmonic(N_SAMPLES, SR).to(device)
+    noise = P.FilteredNoise(N_SAMPLES).to(device)
+    reverb = P.Reverb(trainable=True, reverb_length=3 * SR).to(device)
+    if impl == "baseline":
+        from baseline_plain import harmonic_plain
+        synth = lambda a, d, f: harmonic_plain(a, d, f, N_SAMPLES, SR)  # noqa: E731
+    else:
+        synth = harmonic
+
+    def job_a():
+        with torch.no_grad():
+            return synth(x["amps"], x["harmonic_distribution"], x["f0_hz"])
+
+    def job_b():
+        with torch.no_grad():
+            return noise(x["noise_magnitudes"])
+
+    audio = x["audio"].clone().requires_grad_(True)
+
+    def job_c():
+        audio.grad = None
+        value = loss(x["target"], audio)
+        value.backward()
+        return value
+
+    amps = x["amps"].clone().requires_grad_(True)
+    dist = x["harmonic_distribution"].clone().requires_grad_(True)
+    mags = x["noise_magnitudes"].clone().requires_grad_(True)
+
+    def job_d():
+        value = loss(x["target"], synth(amps, dist, x["f0_hz"]))
+        value.backward()
+        return value
+
+    def job_e():
+        wet = reverb(synth(amps, dist, x["f0_hz"]) + noise(mags))
+        value = loss(x["target"], wet)
+        value.backward()
+        return value
+
+    return {"a": job_a, "b": job_b, "c": job_c, "d": job_d, "e": job_e}[job]
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_job(job: str, impl: str, device: str, compiled: bool, repeats: int) -> dict:
+    fn = build_job(job, impl, device)
+    if compiled:
+        fn = torch.compile(fn)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    first = time.perf_counter() - t0
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    if device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    return {"job": job, "impl": impl, "compiled": compiled, "seconds": statistics.median(times),
+            "first_call_s": first, "peak_mb": peak_mb}
+
+
+def run_child(args, job, impl, compiled) -> dict:
+    cmd = [sys.executable, __file__, "--child", job, impl, str(int(compiled)), "--device", args.device,
+           "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"job": job, "impl": impl, "compiled": compiled, "error": out.stderr.strip().splitlines()[-1:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", default="a,b,c,d,e")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--child", nargs=3, metavar=("JOB", "IMPL", "COMPILED"))
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        job, impl, compiled = args.child
+        print(json.dumps(time_job(job, impl, args.device, bool(int(compiled)), args.repeats)))
+        return
+    rows = []
+    for job in args.jobs.split(","):
+        variants = [("ddsp_lab", False)] + ([] if args.no_compile else [("ddsp_lab", True)])
+        if job in ("a", "d") and not args.no_baseline:
+            variants.append(("baseline", False))
+        for impl, compiled in variants:
+            rows.append(run_child(args, job, impl, compiled))
+            print_row(rows[-1], rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def print_row(r: dict, rows: list[dict]) -> None:
+    name = f"({r['job']}) {r['impl']}{' compiled' if r['compiled'] else ' eager'}"
+    if "error" in r:
+        print(f"{name:28s} ERROR {r['error']}")
+        return
+    s = r["seconds"]
+    extra = []
+    base = [b for b in rows if b["job"] == r["job"] and b["impl"] == "baseline" and "seconds" in b]
+    if r["job"] in TF_RECORDED:
+        extra.append(f"x{TF_RECORDED[r['job']] / s:5.1f} vs TF rec.")
+        extra.append(f"x{FASTEST_PORT[r['job']] / s:4.2f} vs fastest port (issue fig.)")
+    print(f"{name:28s} {s * 1000:8.1f} ms  RTF {BATCH * SECONDS / s:7.1f}  peak {r['peak_mb']:7.0f} MB  "
+          f"first call {r['first_call_s']:.1f} s  " + "  ".join(extra), flush=True)
+    if r["impl"] == "baseline":
+        for o in rows:
+            if o["job"] == r["job"] and o["impl"] == "ddsp_lab" and "seconds" in o:
+                print(f"    ddsp_lab{' compiled' if o['compiled'] else ' eager'} vs plain baseline: "
+                      f"x{s / o['seconds']:.2f} faster, memory {o['peak_mb']:.0f} vs {r['peak_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Shared fixtures: floating dtypes, devices (CUDA skipped where absent) and seeding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+DTYPES = (torch.float32, torch.float64)
+DEVICES = ("cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA not available")))
+
+
+@pytest.fixture(params=DTYPES, ids=("float32", "float64"))
+def dtype(request) -> torch.dtype:
+    """Each test runs once per floating dtype."""
+    return request.param
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """'cpu', plus 'cuda' (skipped when torch.cuda.is_available() is False)."""
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def seed() -> int:
+    """Seeds torch and numpy; returns the seed (for a local torch.Generator if wanted)."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    return 0
