@@ -27,7 +27,9 @@ def apply_window_to_impulse_response(impulse_response: Tensor, window_size: int 
         window_size: Hann length; <= 0 or > ir_size means ir_size. A shorter window also trims the
             IR to window_size taps (time resolution vs. frequency resolution).
     Returns:
-        [..., window_size] (or [..., ir_size]) causal, linear-phase IR.
+        causal IR [..., ir_size] for a full-length window; a shortened window trims the IR to
+        window_size taps when window_size is odd and window_size - 1 when even (the reference's
+        arithmetic; the shortened window then sits one sample off-centre, also as the reference).
     """
     if causal:
         impulse_response = torch.fft.fftshift(impulse_response, dim=-1)
@@ -55,7 +57,8 @@ def frequency_impulse_response(magnitudes: Tensor, window_size: int = 0) -> Tens
             Nyquist inclusive.
         window_size: Hann window length (see apply_window_to_impulse_response).
     Returns:
-        [batch, (n_frames,) ir_size] causal IRs, ir_size = 2 (n_freq - 1) or window_size.
+        [batch, (n_frames,) ir_size] causal IRs, ir_size = 2 (n_freq - 1), or about window_size
+        for a shorter window (see apply_window_to_impulse_response).
     """
     check_rank("magnitudes", magnitudes, (2, 3), "[batch, n_frames, n_freq] or [batch, n_freq]")
     ir = torch.fft.irfft(magnitudes.to(torch.promote_types(magnitudes.dtype, torch.float32)), dim=-1)

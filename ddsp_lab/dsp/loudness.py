@@ -74,6 +74,9 @@ def compute_loudness(audio: Tensor, sample_rate: float = 16000, frame_rate: floa
     is_1d = audio.dim() == 1
     x = _squeeze_audio(audio)
     hop = _hop(sample_rate, frame_rate)
+    if hop > n_fft:
+        raise ValueError(f"n_fft ({n_fft}) must be at least the hop sample_rate // frame_rate = {hop} "
+                         f"(sample_rate={sample_rate}, frame_rate={frame_rate}); raise n_fft")
     x = pad(x, n_fft, hop, padding)
     window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
     spec = torch.fft.rfft(frame(x, n_fft, hop, pad_end=False) * window)
@@ -89,6 +92,9 @@ def compute_rms_energy(audio: Tensor, sample_rate: float = 16000, frame_rate: fl
     is_1d = audio.dim() == 1
     x = _squeeze_audio(audio)
     hop = _hop(sample_rate, frame_rate)
+    if hop > frame_size:
+        raise ValueError(f"frame_size ({frame_size}) must be at least the hop sample_rate // frame_rate "
+                         f"= {hop} (sample_rate={sample_rate}, frame_rate={frame_rate})")
     frames = frame(pad(x, frame_size, hop, padding), frame_size, hop, pad_end=False)
     rms = torch.sqrt((frames ** 2).mean(-1))
     return rms[0] if is_1d else rms

@@ -81,12 +81,18 @@ def _harmonic_chunk(phase: Tensor, f_sample: Tensor, amps_a: Tensor, amps_b: Ten
 
     phase, f_sample: [batch, n_seg, hop] fundamental phase (rad) and frequency (Hz) per sample.
     amps_a, amps_b: [batch, n_seg, n_harmonics] amplitudes of the segment's two frames.
-    Returns [batch, n_seg, hop] = sum_k (w_a amps_a_k + w_b amps_b_k) [k f < nyq] sin(k phase).
+    Returns [batch, n_seg, hop] = sum_k (w_a amps_a_k + w_b amps_b_k) [k f < nyq] sin(k phase):
+    the window-upsampled amplitude envelope is never formed; the two frame weights are applied
+    after a [hop, n_harmonics] x [n_harmonics, 2] product per segment.
     """
     n_h = amps_a.shape[-1]
     k = torch.arange(1, n_h + 1, device=phase.device, dtype=phase.dtype)
-    sines = torch.sin(phase[..., None] * k)  # [b, s, hop, k]
-    sines = torch.where(f_sample[..., None] * k < nyquist, sines, torch.zeros_like(sines))
+    if torch.is_grad_enabled():
+        sines = torch.sin(phase[..., None] * k)  # [b, s, hop, k]
+        sines = torch.where(f_sample[..., None] * k < nyquist, sines, torch.zeros_like(sines))
+    else:  # same values, in place: two passes fewer over the largest tensor
+        sines = torch.mul(phase[..., None], k).sin_()
+        sines.masked_fill_(f_sample[..., None] * k >= nyquist, 0.0)
     ab = torch.stack([amps_a, amps_b], dim=-1)  # [b, s, k, 2]
     mixed = torch.matmul(sines, ab)  # [b, s, hop, 2]
     return mixed[..., 0] * w_a + mixed[..., 1] * w_b
@@ -163,6 +169,10 @@ def harmonic_synthesis(frequencies: Tensor, amplitudes: Tensor,
         n_h = 1
     harm_amps = amplitudes * harmonic_distribution if harmonic_distribution is not None else amplitudes
     harm_amps = harm_amps.expand(-1, -1, n_h) if harm_amps.shape[-1] != n_h else harm_amps
+    if amp_resample_method == "window" and n_samples % n_frames:
+        raise ValueError(f"n_samples ({n_samples}) must be a multiple of the number of frames "
+                         f"({n_frames}) for amp_resample_method='window' (the frame rate must divide "
+                         f"the sample rate); use amp_resample_method='linear' otherwise")
     fast = (harmonic_shifts is None and n_samples % n_frames == 0
             and amp_resample_method in ("window", "linear", "nearest"))
     if fast:

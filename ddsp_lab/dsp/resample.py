@@ -160,9 +160,9 @@ def resample_audio(audio: Tensor, orig_sample_rate: int, new_sample_rate: int,
     """
     check_sample_rate("orig_sample_rate", orig_sample_rate)
     check_sample_rate("new_sample_rate", new_sample_rate)
-    if int(orig_sample_rate) != orig_sample_rate or int(new_sample_rate) != new_sample_rate:
-        raise ValueError(f"resample_audio needs integer sample rates, got {orig_sample_rate} -> "
-                         f"{new_sample_rate}")
+    for name, rate in (("orig_sample_rate", orig_sample_rate), ("new_sample_rate", new_sample_rate)):
+        if int(rate) != rate:
+            raise ValueError(f"{name} must be a whole number of Hz, got {rate!r}")
     check_rank("audio", audio, (1, 2), "[n_samples] or [batch, n_samples]")
     if orig_sample_rate == new_sample_rate:
         return audio

@@ -72,7 +72,7 @@ def exp_sigmoid(x: Tensor, exponent: float = 10.0, max_value: float = 2.0,
 
 
 def sym_exp_sigmoid(x: Tensor, width: float = 8.0) -> Tensor:
-    """Symmetric exp_sigmoid, peaking at 0: exp_sigmoid(width * (|x| / 2 - 1))."""
+    """Symmetric exp_sigmoid with its minimum (~1e-7) at 0: exp_sigmoid(width * (|x| / 2 - 1))."""
     return exp_sigmoid(width * (x.abs() / 2.0 - 1.0))
 
 
