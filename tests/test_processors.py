@@ -210,6 +210,38 @@ def test_harmonic_gradcheck_wrt_amplitudes_and_distribution():
     assert gradcheck(lambda a, d: synth(a, d, f0), (amp, dist))
 
 
+# ---------------------------------------------------------------- Harmonic controls
+
+
+@pytest.mark.parametrize("normalize", (True, False))
+def test_harmonic_distribution_renormalised_below_nyquist(normalize):
+    # f0 3 kHz at 16 kHz: harmonics 3 and 6 kHz are audible, 9 and 12 kHz are not.
+    synth = Harmonic(n_samples=16000, sample_rate=16000, scale_fn=None,
+                     normalize_below_nyquist=normalize)
+    amps = torch.full((1, 100, 1), 0.8, dtype=torch.float64)
+    f0 = torch.full((1, 100, 1), 3000.0, dtype=torch.float64)
+    controls = synth.get_controls(amps, torch.ones(1, 100, 4, dtype=torch.float64), f0)
+    want = [0.5, 0.5, 0.0, 0.0] if normalize else [0.25] * 4
+    torch.testing.assert_close(controls["harmonic_distribution"][0, 0],
+                               torch.tensor(want, dtype=torch.float64))
+    audio = synth.get_signal(**controls)
+    spectrum = torch.fft.rfft(audio[0]).abs() * 2.0 / audio.shape[-1]  # 1 Hz bins, sine amplitude
+    for hz in (3000, 6000):
+        assert spectrum[hz].item() == pytest.approx(0.8 * want[0], abs=1e-6)
+    assert spectrum.sum() - spectrum[3000] - spectrum[6000] < 1e-6  # nothing else, no aliases
+
+
+def test_harmonic_scales_raw_controls_with_exp_sigmoid():
+    synth = Harmonic(n_samples=1000, sample_rate=16000)
+    raw_amp = torch.randn(2, 10, 1, generator=_gen(0))
+    raw_dist = torch.randn(2, 10, 6, generator=_gen(1))
+    f0 = torch.full((2, 10, 1), 100.0)
+    controls = synth.get_controls(raw_amp, raw_dist, f0)
+    torch.testing.assert_close(controls["amplitudes"], dsp.exp_sigmoid(raw_amp))
+    dist = dsp.exp_sigmoid(raw_dist)
+    torch.testing.assert_close(controls["harmonic_distribution"], dist / dist.sum(-1, keepdim=True))
+
+
 # ---------------------------------------------------------------- Harmonic fits a tone
 
 

@@ -72,7 +72,9 @@ def _overlap_add(frames: Tensor, hop: int) -> Tensor:
         return frames[:, 0]
     r = -(-frame_len // hop)
     x = torch.nn.functional.pad(frames, (0, r * hop - frame_len)).reshape(batch, n_frames, r, hop)
-    out = sum(torch.nn.functional.pad(x[:, :, i], (0, 0, i, r - 1 - i)) for i in range(r))
+    out = frames.new_zeros(batch, n_frames + r - 1, hop)
+    for i in range(r):  # slice-adds into one buffer (autograd records them as CopySlices)
+        out[:, i:i + n_frames] += x[:, :, i]
     return out.reshape(batch, -1)[:, : (n_frames - 1) * hop + frame_len]
 
 
