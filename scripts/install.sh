@@ -21,17 +21,19 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
 fi
 constraints="$venv/ddsp_lab-constraints.txt"
 "$py" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
-# every dependency of the package except torchcrepe, read from pyproject.toml
-mapfile -t deps < <("$py" - <<'PY'
-import tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(d for d in project["dependencies"] if not d.startswith("torchcrepe")))
+# the package's dependencies (and dev extras with --dev), torchcrepe excepted, from pyproject.toml
+mapfile -t deps < <(DEV="$extras" "$py" - <<'PY'
+import os, re
+text = open("pyproject.toml").read()
+def array(key):  # a flat TOML array of strings (tomllib is not in Python 3.10)
+    body = re.search(rf"^{key} = \[(.*?)^\]", text, re.S | re.M).group(1)
+    return re.findall(r'"([^"]+)"', body)
+deps = [d for d in array("dependencies") if not d.startswith("torchcrepe")]
+if os.environ.get("DEV"):
+    deps += array("dev")
+print("\n".join(deps))
 PY
 )
-if [[ -n "$extras" ]]; then
-  mapfile -t dev < <("$py" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['dev']))")
-  deps+=("${dev[@]}")
-fi
 # torchcrepe's own needs (its declared torchaudio excepted)
 pip install -c "$constraints" "${deps[@]}" librosa resampy
 pip install -c "$constraints" --no-deps "torchcrepe>=0.0.22"

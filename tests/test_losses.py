@@ -100,16 +100,36 @@ def test_spectral_loss_shape_mismatch_and_bad_settings_raise():
         MultiScaleSpectralLoss(fft_sizes=())
 
 
-def test_spectral_loss_gradcheck_float64():
+@pytest.mark.parametrize("loss_type,extra_terms", (("L1", False), ("L1", True), ("L2", True)))
+def test_spectral_loss_gradcheck_float64(loss_type, extra_terms):
+    # L1 on mag + logmag only is the paper's loss (a fused path); the others the general one.
     target = _audio(0, (1, 256))
     audio = _audio(1, (1, 256)).requires_grad_(True)
-    terms = {k: v for k, v in ALL_TERMS.items() if k != "loudness_weight"}
-    for loss_type in ("L1", "L2"):
-        loss_fn = MultiScaleSpectralLoss(fft_sizes=(64, 32), loss_type=loss_type, **terms)
-        assert gradcheck(lambda a: loss_fn(target, a), (audio,))
+    terms = {k: v for k, v in ALL_TERMS.items() if k != "loudness_weight"} if extra_terms else {}
+    loss_fn = MultiScaleSpectralLoss(fft_sizes=(64, 32), loss_type=loss_type, **terms)
+    assert gradcheck(lambda a: loss_fn(target, a), (audio,))
     # The target may carry gradients too (e.g. a learnt reference).
-    both = MultiScaleSpectralLoss(fft_sizes=(64, 32), loss_type="L2")
-    assert gradcheck(lambda t, a: both(t, a), (target.clone().requires_grad_(True), audio))
+    assert gradcheck(lambda t, a: loss_fn(t, a), (target.clone().requires_grad_(True), audio))
+
+
+def test_spectral_loss_same_value_and_gradient_whether_target_needs_grad():
+    # A target that needs grad takes the general path; a plain one may take a fused path.
+    target, audio = _audio(0, (2, 2000)), _audio(1, (2, 2000))
+    for loss_fn in (MultiScaleSpectralLoss(fft_sizes=(512, 128, 32)),
+                    MultiScaleSpectralLoss(fft_sizes=(256, 64), logmag_weight=0.0),
+                    MultiScaleSpectralLoss(fft_sizes=(256, 64), mag_weight=0.0)):
+        results = []
+        for target_grad in (False, True):
+            t = target.clone().requires_grad_(target_grad)
+            a = audio.clone().requires_grad_(True)
+            terms = loss_fn.terms(t, a)
+            terms["total"].backward()
+            results.append((terms, a.grad))
+        (terms_a, grad_a), (terms_b, grad_b) = results
+        assert set(terms_a) == set(terms_b)
+        for name in terms_a:
+            torch.testing.assert_close(terms_a[name], terms_b[name].detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad_a, grad_b, rtol=1e-8, atol=1e-12)
 
 
 def test_spectral_loss_gradient_points_towards_target():

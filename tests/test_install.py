@@ -1,0 +1,22 @@
+"""The installed stack: the CPU/CUDA torch is kept, torchaudio is absent, torchcrepe imports offline."""
+import importlib.util
+import subprocess
+import sys
+
+
+def test_torchcrepe_imports_without_torchaudio_and_lightning_still_imports():
+    code = ("from ddsp_lab._crepe import import_torchcrepe; import sys; tc = import_torchcrepe(); "
+            "assert 'torchaudio' not in sys.modules; import pytorch_lightning, hydra, nnAudio; "
+            "import os; assert os.path.exists(os.path.join(os.path.dirname(tc.__file__), 'assets', 'tiny.pth'))")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_cli_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "--help"], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert "demo" in out.stdout
+
+
+def test_no_torchaudio_installed():
+    spec = importlib.util.find_spec("torchaudio")
+    assert spec is None, "torchaudio must not be installed (its wheels break imports on this torch)"
