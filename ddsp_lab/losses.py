@@ -198,7 +198,9 @@ class HarmonicConsistencyLoss(nn.Module):
 def wasserstein_distance(u_values: Tensor, v_values: Tensor, u_weights: Tensor | None = None,
                          v_weights: Tensor | None = None, p: float = 1.0,
                          normalize: bool = True) -> Tensor:
-    """p-Wasserstein distance between weighted 1-D distributions along the last axis.
+    """Distance between weighted 1-D distributions along the last axis: the L^p distance between
+    their CDFs, (integral |U - V|^p)^(1/p). For p = 1 this is the Wasserstein-1 distance (as
+    scipy.stats.wasserstein_distance); for p = 2 it is scipy's energy distance / sqrt(2), not W2.
 
     The CDFs are normalised by the total weight (normalize=True). The reference computes that
     normalisation and discards it (un-normalised cumulative weights): normalize=False reproduces it.

@@ -20,7 +20,7 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
   pip install "torch==${DDSP_LAB_TORCH:-2.13.0}"
 fi
 constraints="$venv/ddsp_lab-constraints.txt"
-"$py" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
+"$py" -W ignore -c "import torch; print('torch==' + torch.__version__)" 2>/dev/null > "$constraints"
 # the package's dependencies (and dev extras with --dev), torchcrepe excepted, from pyproject.toml
 mapfile -t deps < <(DEV="$extras" "$py" - <<'PY'
 import os, re

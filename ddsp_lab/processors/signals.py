@@ -25,7 +25,15 @@ class Mix(Processor):
     out = sqrt(m) s1 + (1 - sqrt(|m - 1|)) s2 (not a crossfade: m -> 1 gives s1 + s2)."""
 
     def get_controls(self, signal_one: Tensor, signal_two: Tensor, nn_out_mix_level: Tensor) -> dict[str, Tensor]:
+        if signal_one.shape != signal_two.shape:
+            raise ValueError(f"Mix needs signal_one and signal_two of equal shape, got "
+                             f"{tuple(signal_one.shape)} and {tuple(signal_two.shape)}")
         mix = dsp.resample(torch.sigmoid(nn_out_mix_level), signal_one.shape[1])
+        if signal_one.dim() == 2 and mix.dim() == 3:  # [b, n] audio with [b, t, 1] frame controls
+            if mix.shape[-1] != 1:
+                raise ValueError(f"nn_out_mix_level must be [batch, n_frames, 1] for [batch, n_samples] "
+                                 f"signals, got {tuple(nn_out_mix_level.shape)}")
+            mix = mix[..., 0]
         return {"signal_one": signal_one, "signal_two": signal_two, "mix_level": mix}
 
     def get_signal(self, signal_one: Tensor, signal_two: Tensor, mix_level: Tensor) -> Tensor:
@@ -33,7 +41,8 @@ class Mix(Processor):
 
 
 class Crop(Processor):
-    """Drop frame_size samples from the 'front', the 'back', or half from each end ('center')."""
+    """Drop frame_size samples from the 'front' or the 'back', or frame_size // 2 from each end
+    ('center': an odd frame_size removes frame_size - 1 samples, as the reference)."""
 
     def __init__(self, frame_size: int = 3000, crop_location: str = "front"):
         super().__init__()
