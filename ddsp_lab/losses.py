@@ -6,6 +6,8 @@ log term: MultiScaleSpectralLoss(logmag_weight=0.0) reproduces it.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -171,24 +173,23 @@ class ParamLoss(nn.Module):
 class HarmonicConsistencyLoss(nn.Module):
     """Consistency between two harmonic parameterisations (amplitude, distribution, f0).
 
-    terms(...) -> {'harm_amp_loss', 'harm_dist_loss', 'f0_hz_loss'}; forward returns their sum.
-    The f0 term counts only frames whose target amplitude reaches amp_threshold.
+    terms(...) -> {'harm_amp_loss', 'harm_dist_loss', 'f0_hz_loss'} (weighted); forward returns
+    their sum. Distribution and f0 count only frames whose target amplitude reaches amp_threshold.
     """
 
-    def __init__(self, amp_weight: float = 10.0, dist_weight: float = 1.0, f0_weight: float = 1.0,
-                 amp_threshold: float = 1e-4, loss_type: str = "L1"):
+    def __init__(self, amp_weight: float = 1.0, dist_weight: float = 1.0, f0_weight: float = 1.0,
+                 amp_threshold: float = 1e-4):
         super().__init__()
         self.amp_weight, self.dist_weight, self.f0_weight = amp_weight, dist_weight, f0_weight
-        self.amp_threshold, self.loss_type = amp_threshold, loss_type
+        self.amp_threshold = amp_threshold
 
     def terms(self, harm_amp: Tensor, harm_amp_target: Tensor, harm_dist: Tensor,
               harm_dist_target: Tensor, f0_hz: Tensor, f0_hz_target: Tensor) -> dict[str, Tensor]:
         mask = (harm_amp_target >= self.amp_threshold).to(harm_amp.dtype)
         return {
-            "harm_amp_loss": self.amp_weight * amp_loss(harm_amp, harm_amp_target, self.loss_type, log=True),
-            "harm_dist_loss": self.dist_weight * amp_loss(harm_dist, harm_dist_target, self.loss_type,
-                                                          weights=mask, log=True),
-            "f0_hz_loss": self.f0_weight * freq_loss(f0_hz, f0_hz_target, self.loss_type, weights=mask),
+            "harm_amp_loss": self.amp_weight * amp_loss(harm_amp, harm_amp_target),
+            "harm_dist_loss": self.dist_weight * amp_loss(harm_dist, harm_dist_target, weights=mask),
+            "f0_hz_loss": self.f0_weight * freq_loss(f0_hz, f0_hz_target, weights=mask),
         }
 
     def forward(self, *args: Tensor) -> Tensor:
@@ -228,16 +229,57 @@ def wasserstein_distance(u_values: Tensor, v_values: Tensor, u_weights: Tensor |
     return torch.sum(gap ** p * deltas, -1) ** (1.0 / p)
 
 
-class KDEConsistencyLoss(nn.Module):
-    """Consistency between two sets of sinusoids (amps, freqs [batch, n_frames, n]): the
-    per-frame Wasserstein-1 distance between their amplitude-weighted frequency distributions
-    (in MIDI, normalised CDFs), plus a mean-amplitude term."""
+class WassersteinConsistencyLoss(nn.Module):
+    """Consistency between two sets of sinusoids (amps, freqs [batch, n_frames, n]): per frame, the
+    Wasserstein-1 distance between their amplitude-weighted frequency distributions (in MIDI with
+    midi=True), with properly normalised CDFs; mean over frames, times weight."""
 
-    def __init__(self, weight: float = 1.0, weight_mean_amp: float = 1.0):
+    def __init__(self, weight: float = 1.0, midi: bool = True, normalize: bool = True):
         super().__init__()
-        self.weight, self.weight_mean_amp = weight, weight_mean_amp
+        self.weight, self.midi, self.normalize = weight, midi, normalize
 
     def forward(self, amps_a: Tensor, freqs_a: Tensor, amps_b: Tensor, freqs_b: Tensor) -> Tensor:
-        loss = self.weight_mean_amp * mean_difference(amps_a.mean(-1), amps_b.mean(-1))
-        w = wasserstein_distance(dsp.hz_to_midi(freqs_a), dsp.hz_to_midi(freqs_b), amps_a, amps_b)
-        return loss + self.weight * w.mean()
+        if self.midi:
+            freqs_a, freqs_b = dsp.hz_to_midi(freqs_a), dsp.hz_to_midi(freqs_b)
+        w = wasserstein_distance(freqs_a, freqs_b, amps_a, amps_b, p=1.0, normalize=self.normalize)
+        return self.weight * w.mean()
+
+
+class KDEConsistencyLoss(nn.Module):
+    """Consistency between two sets of sinusoids by Gaussian kernel density estimates (the
+    reference's definition, close to a Jeffreys divergence): -log p(a | b) - log p(b | a), where
+    p(. | b) is a mixture of Gaussians in MIDI centred on b's sinusoids (scale in semitones),
+    weighted by b's normalised amplitudes, and each sinusoid's NLL is weighted by its normalised
+    amplitude; plus a term matching the mean amplitudes.
+
+    amps_*, freqs_* (Hz): [batch, n_frames, n_sinusoids]. Returns a scalar.
+    """
+
+    def __init__(self, weight_a: float = 1.0, weight_b: float = 1.0, weight_mean_amp: float = 1.0,
+                 scale_a: float = 0.1, scale_b: float = 0.1):
+        super().__init__()
+        self.weight_a, self.weight_b, self.weight_mean_amp = weight_a, weight_b, weight_mean_amp
+        self.scale_a, self.scale_b = scale_a, scale_b
+
+    @staticmethod
+    def nll(amps: Tensor, freqs: Tensor, amps_target: Tensor, freqs_target: Tensor,
+            scale_target: float) -> Tensor:
+        """-log p(source | target) per frame: [batch, n_frames]."""
+        amps_target = torch.where(amps_target == 0.0, torch.full_like(amps_target, 1e-7), amps_target)
+        log_w = torch.log(safe_divide(amps_target, amps_target.sum(-1, keepdim=True)))
+        x = dsp.hz_to_midi(freqs)[..., :, None]  # [b, t, source, 1]
+        mu = dsp.hz_to_midi(freqs_target)[..., None, :]  # [b, t, 1, target]
+        log_normal = -0.5 * ((x - mu) / scale_target) ** 2 - math.log(scale_target * math.sqrt(2 * math.pi))
+        log_p = torch.logsumexp(log_w[..., None, :] + log_normal, dim=-1)  # [b, t, source]
+        amps_norm = safe_divide(amps, amps.sum(-1, keepdim=True))
+        return torch.mean(-log_p * amps_norm, dim=-1)
+
+    def forward(self, amps_a: Tensor, freqs_a: Tensor, amps_b: Tensor, freqs_b: Tensor) -> Tensor:
+        loss = amps_a.new_zeros(())
+        if self.weight_a > 0:
+            loss = loss + torch.mean(self.weight_a * self.nll(amps_a, freqs_a, amps_b, freqs_b, self.scale_b))
+        if self.weight_b > 0:
+            loss = loss + torch.mean(self.weight_b * self.nll(amps_b, freqs_b, amps_a, freqs_a, self.scale_a))
+        if self.weight_mean_amp > 0:
+            loss = loss + self.weight_mean_amp * torch.mean(torch.abs(amps_a.mean(-1) - amps_b.mean(-1)))
+        return loss

@@ -12,7 +12,7 @@ from torch.autograd import gradcheck
 
 from ddsp_lab import dsp
 from ddsp_lab.losses import (HarmonicConsistencyLoss, KDEConsistencyLoss, MultiScaleSpectralLoss,
-                             ParamLoss, amp_loss, freq_loss, mean_difference, wasserstein_distance)
+                             ParamLoss, WassersteinConsistencyLoss, amp_loss, freq_loss, mean_difference, wasserstein_distance)
 
 ALL_TERMS = dict(mag_weight=1.0, delta_time_weight=0.5, delta_freq_weight=0.25,
                  cumsum_freq_weight=0.1, logmag_weight=2.0, loudness_weight=0.01)
@@ -200,10 +200,39 @@ def test_consistency_losses_zero_on_identical_positive_otherwise():
     terms = harm.terms(amp, amp, dist, dist, f0, 2.0 * f0)
     assert terms["f0_hz_loss"].item() == pytest.approx(12.0)  # f0 weight 1, one octave
     assert terms["harm_amp_loss"].item() == 0.0
-    kde = KDEConsistencyLoss()
+    wass = WassersteinConsistencyLoss()
     freqs = f0 * torch.arange(1, 5, dtype=torch.float64)
-    assert kde(dist, freqs, dist, freqs).item() == pytest.approx(0.0, abs=1e-12)
-    assert kde(dist, freqs, dist, 2.0 * freqs).item() == pytest.approx(12.0)  # all shifted an octave
+    assert wass(dist, freqs, dist, freqs).item() == pytest.approx(0.0, abs=1e-9)
+    assert wass(dist, freqs, dist, 2.0 * freqs).item() == pytest.approx(12.0)  # all shifted an octave
+
+
+def test_kde_consistency_is_the_two_way_kde_nll():
+    """Against a direct scipy computation of -log p(a|b) - log p(b|a) (Gaussian mixtures in MIDI,
+    amplitude-weighted) + |mean amp a - mean amp b|; smallest when the two sets coincide."""
+    import numpy as np
+    from scipy.stats import norm
+
+    g = _gen(1)
+    amps_a = torch.rand(1, 2, 3, generator=g, dtype=torch.float64) + 0.1
+    amps_b = torch.rand(1, 2, 4, generator=g, dtype=torch.float64) + 0.1
+    freqs_a = torch.rand(1, 2, 3, generator=g, dtype=torch.float64) * 500 + 100
+    freqs_b = torch.rand(1, 2, 4, generator=g, dtype=torch.float64) * 500 + 100
+    midi = lambda f: 12 * np.log2(f / 440.0) + 69  # noqa: E731
+
+    def nll(a, f, at, ft, scale):
+        out = []
+        for t in range(a.shape[1]):
+            w = at[0, t] / at[0, t].sum()
+            p = [np.sum(w * norm.pdf(midi(x), midi(ft[0, t]), scale)) for x in f[0, t]]
+            out.append(np.mean(-np.log(p) * a[0, t] / a[0, t].sum()))
+        return np.mean(out)
+
+    a, fa, b, fb = (x.numpy() for x in (amps_a, freqs_a, amps_b, freqs_b))
+    # a wide kernel (in semitones) so that scipy's pdf does not underflow; ours uses logsumexp
+    expected = nll(a, fa, b, fb, 20.0) + nll(b, fb, a, fa, 20.0) + np.mean(np.abs(a.mean(-1) - b.mean(-1)))
+    kde = KDEConsistencyLoss(scale_a=20.0, scale_b=20.0)
+    assert kde(amps_a, freqs_a, amps_b, freqs_b).item() == pytest.approx(expected, rel=1e-9)
+    assert kde(amps_a, freqs_a, amps_a, freqs_a) < kde(amps_a, freqs_a, amps_a, freqs_a * 1.02)
 
 
 # ---------------------------------------------------------------- Wasserstein

@@ -219,5 +219,6 @@ ADAPTERS = {
     # exempt from matching: the reference discards its CDF normalisation (normalize=False would
     # reproduce it); ddsp_lab's correct distance is what is reported
     "losses.wasserstein_distance": _loss_fn(losses.wasserstein_distance),
+    # the reference's KDE definition (two-way Gaussian-KDE NLL in MIDI + mean amplitude)
     "losses.KDEConsistencyLoss": _kde,
 }
