@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -118,7 +117,6 @@ def time_job(job: str, impl: str, device: str, compiled: bool, repeats: int) -> 
         fn = torch.compile(fn)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     fn()
     sync(device)
@@ -131,10 +129,7 @@ def time_job(job: str, impl: str, device: str, compiled: bool, repeats: int) -> 
         fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    if device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
     return {"job": job, "impl": impl, "compiled": compiled, "seconds": statistics.median(times),
             "first_call_s": first, "peak_mb": peak_mb}
 
@@ -149,6 +144,33 @@ def sin_calibration(threads: int) -> float:
         torch.sin(x)
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def _proc_status_kb(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure_peak_mb(job: str, impl: str, device: str) -> float:
+    """Peak resident memory of one call above the resident memory before it (CPU, Linux): the
+    kernel's high-water mark is reset through /proc/self/clear_refs just before the call; the
+    parent runs this child with MALLOC_MMAP_THRESHOLD_ fixed so freed large blocks leave RSS."""
+    fn = build_job(job, impl, device)
+    fn()  # warm-up (lazy initialisation, caches)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _proc_status_kb("VmRSS")
+    fn()
+    return (_proc_status_kb("VmHWM") - before) / 1024
+
+
+def run_memory_child(args, job, impl) -> float | None:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    cmd = [sys.executable, __file__, "--memory-child", job, impl, "--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
 
 
 def run_child(args, job, impl, compiled) -> dict:
@@ -169,9 +191,13 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("JOB", "IMPL", "COMPILED"))
+    ap.add_argument("--memory-child", nargs=2, metavar=("JOB", "IMPL"))
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.memory_child:
+        print(measure_peak_mb(*args.memory_child, args.device))
+        return
     if args.child:
         job, impl, compiled = args.child
         print(json.dumps(time_job(job, impl, args.device, bool(int(compiled)), args.repeats)))
@@ -188,6 +214,8 @@ def main() -> None:
             variants.append(("baseline", False))
         for impl, compiled in variants:
             rows.append(run_child(args, job, impl, compiled))
+            if args.device == "cpu" and not compiled and "error" not in rows[-1]:
+                rows[-1]["peak_mb"] = run_memory_child(args, job, impl)
             print_row(rows[-1], rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
@@ -210,13 +238,16 @@ def print_row(r: dict, rows: list[dict]) -> None:
         if SIN_S:
             scaled = FASTEST_PORT[r["job"]] * SIN_S / FASTEST_PORT_SIN_S
             extra.append(f"x{scaled / s:4.2f} vs fastest port (sin-scaled)")
-    print(f"{name:28s} {s * 1000:8.1f} ms  RTF {BATCH * SECONDS / s:7.1f}  peak {r['peak_mb']:7.0f} MB  "
+    peak = f"{r['peak_mb']:6.0f} MB" if r.get("peak_mb") is not None else "     - MB"
+    print(f"{name:28s} {s * 1000:8.1f} ms  RTF {BATCH * SECONDS / s:7.1f}  peak {peak}  "
           f"first call {r['first_call_s']:.1f} s  " + "  ".join(extra), flush=True)
     if r["impl"] == "baseline":
         for o in rows:
             if o["job"] == r["job"] and o["impl"] == "ddsp_lab" and "seconds" in o:
+                mem = (f", memory {o['peak_mb']:.0f} vs {r['peak_mb']:.0f} MB"
+                       if o.get("peak_mb") is not None and r.get("peak_mb") is not None else "")
                 print(f"    ddsp_lab{' compiled' if o['compiled'] else ' eager'} vs plain baseline: "
-                      f"x{s / o['seconds']:.2f} faster, memory {o['peak_mb']:.0f} vs {r['peak_mb']:.0f} MB")
+                      f"x{s / o['seconds']:.2f} faster{mem}")
 
 
 if __name__ == "__main__":

@@ -50,9 +50,19 @@ class ProcessorGroup(nn.Module):
             produced.add(name)
         if not self.names:
             raise ValueError("ProcessorGroup needs at least one node, got an empty list")
+        self._check_consistent("sample_rate")
+        self._check_consistent("n_samples")
         self.output = output or self.names[-1]
         if self.output not in produced:
             raise ValueError(f"ProcessorGroup output {self.output!r} is not a node name {self.names}")
+
+    def _check_consistent(self, attr: str) -> None:
+        """Processors that declare `attr` (sample_rate, n_samples) must agree: a stack mixing a
+        16 kHz synth with a 48 kHz effect is a config error, caught at construction."""
+        values = {name: getattr(p, attr) for p, name in zip(self.processors, self.names)
+                  if getattr(p, attr, None) is not None}
+        if len(set(values.values())) > 1:
+            raise ValueError(f"ProcessorGroup: processors disagree on {attr}: {values}")
 
     @staticmethod
     def _parse(node: Any, i: int) -> tuple[Processor, Sequence[str], str]:
