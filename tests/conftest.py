@@ -28,3 +28,14 @@ def seed() -> int:
     torch.manual_seed(0)
     np.random.seed(0)
     return 0
+
+
+@pytest.fixture(scope="module")
+def one_intra_op_thread():
+    """For modules of small tensors (`pytestmark = pytest.mark.usefixtures(...)`): a second
+    intra-op thread buys nothing there, and on a busy 2-core machine its spin-waits slowed an
+    optimisation test ~50x. Restored afterwards."""
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)

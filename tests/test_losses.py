@@ -18,13 +18,7 @@ ALL_TERMS = dict(mag_weight=1.0, delta_time_weight=0.5, delta_freq_weight=0.25,
                  cumsum_freq_weight=0.1, logmag_weight=2.0, loudness_weight=0.01)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """Small tensors: one intra-op thread avoids spin-wait slowdowns on a busy 2-core machine."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _gen(seed: int) -> torch.Generator:

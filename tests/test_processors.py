@@ -19,14 +19,7 @@ from ddsp_lab.processors import (Add, Crop, ExpDecayReverb, FilteredNoise, Filte
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """These tensors are small: a second intra-op thread buys nothing, and on a busy 2-core
-    machine its spin-waits slow the optimisation test ~50x. Restored afterwards."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def _gen(seed: int) -> torch.Generator:

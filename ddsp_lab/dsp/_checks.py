@@ -21,15 +21,12 @@ def check_floating(name: str, x: Tensor) -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
-def check_finite(name: str, x: Tensor) -> None:
-    """Raises on NaN/inf. Costs a host sync: use at API boundaries on controls, not in hot loops."""
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} must be finite, got NaN or inf values")
-
-
 def check_f0(name: str, f0_hz: Tensor) -> None:
+    """f0 must be finite and >= 0. The value check reads the tensor, which on a GPU would stall
+    the host on every call (no host syncs in hot paths): it runs on CPU tensors in eager mode;
+    on accelerators f0 is validated where data enters (feature extraction, data loading)."""
     check_floating(name, f0_hz)
-    if not torch.compiler.is_compiling():
+    if f0_hz.device.type == "cpu" and not torch.compiler.is_compiling():
         bad = ~torch.isfinite(f0_hz) | (f0_hz < 0)
         if bool(bad.any()):
             raise ValueError(f"{name} must be finite and >= 0 Hz, got NaN, inf or negative values "
