@@ -11,7 +11,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-COMMANDS = {"demo": "Render every synth and effect from hand-made controls (WAV + spectrogram PNG)."}
+COMMANDS = {
+    "demo": "Render every synth and effect from hand-made controls (WAV + spectrogram PNG).",
+    "prepare": "Prepare training examples (CREPE f0, loudness) from data=demo|folder into out=DIR.",
+    "inspect": "Print a prepared dataset's statistics and plot its f0 / loudness distributions (path=DIR).",
+}
 
 if not OmegaConf.has_resolver("eval"):
     OmegaConf.register_new_resolver("eval", lambda expr: eval(expr, {"__builtins__": {"int": int}}))  # noqa: S307
@@ -41,6 +45,37 @@ def _demo(cfg) -> None:
         print(f"  {f.stem:24s} {f}  {f.with_suffix('.png')}")
 
 
+def _prepare(cfg) -> None:
+    import hydra
+    import torch
+
+    from .data import PrepareConfig, prepare
+
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    source = hydra.utils.instantiate(cfg.data.source)
+    source_args = {k: v for k, v in cfg.data.source.items() if k != "_target_"}
+    config = PrepareConfig(source=cfg.data.name, sample_rate=cfg.sample_rate, frame_rate=cfg.frame_rate,
+                           example_seconds=cfg.example_seconds, crepe_model=cfg.crepe_model,
+                           viterbi=cfg.viterbi, num_shards=cfg.num_shards,
+                           items_per_part=cfg.items_per_part, source_args=dict(source_args))
+    summary = prepare(source, cfg.out, config, shard=cfg.shard, device=cfg.device, progress=cfg.progress)
+    reasons: dict[str, int] = {}
+    for s in summary["skipped"]:
+        key = s["reason"].split(" (")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    hours = summary["examples"] * config.example_seconds / 3600
+    state = "already complete, nothing to do" if summary.get("already_complete") else f"{summary['seconds']} s"
+    print(f"ddsp-lab prepare: shard {cfg.shard}/{cfg.num_shards} of {config.source} -> {Path(cfg.out).resolve()}\n"
+          f"  {summary['items']} items, {summary['examples']} examples ({hours:.3f} h of audio), "
+          f"{len(summary['skipped'])} skipped {reasons or ''}; {state}")
+
+
+def _inspect(cfg) -> None:
+    from .data.inspect import inspect_prepared
+
+    print(inspect_prepared(cfg.path, cfg.png))
+
+
 def _usage() -> str:
     lines = ["usage: ddsp-lab <command> [key=value ...]  (Hydra overrides)", "", "commands:"]
     lines += [f"  {name:10s} {doc}" for name, doc in COMMANDS.items()]
@@ -57,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     command, overrides = argv[0], argv[1:]
     if command not in COMMANDS:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
-    task = {"demo": _demo}[command]
+    task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect}[command]
     sys.argv = [f"ddsp-lab {command}", *overrides]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(task)()
 
