@@ -54,7 +54,7 @@ def _prepare(cfg) -> None:
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     source = hydra.utils.instantiate(cfg.data.source)
     source_args = {k: v for k, v in cfg.data.source.items() if k != "_target_"}
-    config = PrepareConfig(source=cfg.data.name, sample_rate=cfg.sample_rate, frame_rate=cfg.frame_rate,
+    config = PrepareConfig(source=cfg.data.kind, sample_rate=cfg.sample_rate, frame_rate=cfg.frame_rate,
                            example_seconds=cfg.example_seconds, crepe_model=cfg.crepe_model,
                            viterbi=cfg.viterbi, num_shards=cfg.num_shards,
                            items_per_part=cfg.items_per_part, source_args=dict(source_args))

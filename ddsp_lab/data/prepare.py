@@ -181,6 +181,7 @@ def load_prepared(path: str | Path, split: str | None = None, allow_incomplete: 
     example_id, split and the source's metadata columns."""
     import datasets
 
+    datasets.disable_progress_bars()
     path = Path(path)
     if not (path / "prepare_config.json").exists():
         raise FileNotFoundError(f"no prepared dataset at {path} (missing prepare_config.json)")

@@ -1,0 +1,95 @@
+"""The DataModule: batch layout, crops, config checks, and DDP coverage (each example once)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ddsp_lab.data import DDSPDataModule, DemoSource, PrepareConfig, prepare
+
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    prepare(DemoSource(n_examples=16), out, PrepareConfig("demo", example_seconds=1.0, crepe_model="tiny",
+                                                          viterbi=False, items_per_part=8), progress=False)
+    return out
+
+
+def test_batches_have_the_documented_layout(prepared):
+    dm = DDSPDataModule(str(prepared), batch_size=3, crop_seconds=0.5, sample_rate=16000, frame_rate=250)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["audio"].shape == (3, 8000) and batch["audio"].dtype == torch.float32
+    for key in ("f0_hz", "f0_confidence", "loudness_db"):
+        assert batch[key].shape == (3, 125, 1) and batch[key].dtype == torch.float32
+    val = next(iter(dm.val_dataloader()))
+    full = dm.splits["validation"].ds[int(val["index"][0])]
+    assert torch.equal(val["audio"][0], torch.as_tensor(full["audio"][:8000]))  # validation: first crop
+
+
+def test_random_crops_are_frame_aligned_and_reproducible(prepared):
+    dm = DDSPDataModule(str(prepared), batch_size=1, crop_seconds=0.25)
+    dm.setup()
+    data = dm.splits["train"]
+    a, b = data[0], data[0]
+    assert torch.equal(a["audio"], b["audio"])
+    row = data.ds[0]
+    audio, frames = torch.as_tensor(row["audio"]), dm.crop_frames
+    n = frames * 64
+    assert a["audio"].shape == (n,) and a["f0_hz"].shape == (frames, 1)
+    start = next(s for s in range(0, 16000 - n + 1, 64) if torch.equal(audio[s:s + n], a["audio"]))
+    assert torch.equal(a["f0_hz"][:, 0], torch.as_tensor(row["f0_hz"][start // 64:start // 64 + frames]))
+    starts = set()
+    for epoch in range(6):  # crops move between epochs
+        data.epoch = epoch
+        starts.add(tuple(data[0]["f0_hz"][:3, 0].tolist()))
+    assert len(starts) > 1
+
+
+def test_config_mismatch_and_missing_path_fail_clearly(prepared, tmp_path):
+    with pytest.raises(ValueError, match="frame_rate=250"):
+        DDSPDataModule(str(prepared), frame_rate=200)
+    with pytest.raises(FileNotFoundError, match="data.path"):
+        DDSPDataModule(str(tmp_path / "nothing"))
+
+
+DDP_SCRIPT = textwrap.dedent('''
+    import os, sys, torch, torch.distributed as dist
+    from ddsp_lab.data import DDSPDataModule
+    rank, world, path, port = int(sys.argv[1]), 2, sys.argv[2], sys.argv[3]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dm = DDSPDataModule(path, batch_size=2)
+    dm.setup()
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    seen = torch.cat([b["index"] for b in loader])
+    gathered = [torch.zeros_like(seen) for _ in range(world)]
+    dist.all_gather(gathered, seen)
+    if rank == 0:
+        print("SEEN", sorted(torch.cat(gathered).tolist()), len(dm.splits["train"]))
+    dist.destroy_process_group()
+''')
+
+
+def test_ddp_two_ranks_see_each_training_example_once(prepared, tmp_path):
+    script = tmp_path / "ddp_check.py"
+    script.write_text(DDP_SCRIPT)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(prepared), port], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
+    line = next(l for l in outs[0][0].splitlines() if l.startswith("SEEN"))
+    seen, n_train = eval(line[5:line.rindex("]") + 1]), int(line.rsplit(" ", 1)[1])
+    assert len(seen) == len(set(seen)), "an example was served twice in one epoch"
+    assert len(seen) >= n_train - 1 and set(seen) <= set(range(n_train))
