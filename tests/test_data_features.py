@@ -68,7 +68,6 @@ def test_crepe_is_deterministic(crepe, tones):
     f0_a, conf_a = crepe(audio, SAMPLE_RATE, 100)
     f0_b, conf_b = crepe(audio, SAMPLE_RATE, 100)
     assert torch.equal(f0_a, f0_b) and torch.equal(conf_a, conf_b)
-    assert f0_a[:, 4:-4].std(dim=1).max() > 0  # sub-bin averaging gives real-valued, not constant, output
 
 
 @pytest.mark.parametrize(("sample_rate", "frame_rate"), [(16000, 300), (48000, 300)],
