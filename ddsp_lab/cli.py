@@ -68,6 +68,8 @@ def _prepare(cfg) -> None:
     print(f"ddsp-lab prepare: shard {cfg.shard}/{cfg.num_shards} of {config.source} -> {Path(cfg.out).resolve()}\n"
           f"  {summary['items']} items, {summary['examples']} examples ({hours:.3f} h of audio), "
           f"{len(summary['skipped'])} skipped {reasons or ''}; {state}")
+    if summary["examples"] == 0:
+        print("  warning: no examples were made; see the skip reasons above (and in dataset_info.json)")
 
 
 def _inspect(cfg) -> None:

@@ -63,6 +63,18 @@ def test_crepe_frame_count_is_n_samples_over_hop(tones, tones_f0, crepe):
     assert f0_100.shape == conf_100.shape == (1, 50)
 
 
+def test_crepe_frame_i_is_centred_on_sample_i_times_hop(crepe):
+    """A pitch step from 220 to 330 Hz at sample 125 * hop: f0 crosses the (log) midpoint at frame 125."""
+    step = 125 * HOP
+    first, second = harmonic_tone(220.0, SAMPLE_RATE), harmonic_tone(330.0, SAMPLE_RATE)
+    audio = torch.cat([first[:step], second[step:]])[None]
+    f0_hz, _ = crepe(audio, SAMPLE_RATE, FRAME_RATE)
+    above = (f0_hz[0] > math.sqrt(220.0 * 330.0)).nonzero()[:, 0]
+    assert int(above[0]) in (124, 125, 126), f0_hz[0, 118:132]
+    assert (f0_hz[0, 130:-EDGE_FRAMES] > math.sqrt(220.0 * 330.0)).all()
+    assert (f0_hz[0, EDGE_FRAMES:120] < math.sqrt(220.0 * 330.0)).all()
+
+
 def test_crepe_is_deterministic(crepe, tones):
     audio = tones[[0, 4]]  # 100 Hz frames keep it cheap; the decoding is the same at any rate
     f0_a, conf_a = crepe(audio, SAMPLE_RATE, 100)

@@ -430,3 +430,30 @@ def test_inspect_cli_prints_count_and_writes_png(folder_prepared):
     assert f"{n_examples} examples" in out.stdout
     assert f"skipped items: {len(BAD)}" in out.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_all_bad_folder_completes_with_zero_examples_and_reasons(tmp_path):
+    import json as _json
+
+    from ddsp_lab.data import FolderSource, PrepareConfig, load_prepared, prepare
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.wav").write_bytes(b"not audio at all" * 10)
+    summary = prepare(FolderSource(str(tmp_path / "in")), tmp_path / "out",
+                      PrepareConfig("folder", example_seconds=1.0, crepe_model="tiny"), progress=False)
+    assert summary["examples"] == 0 and summary["skipped"][0]["reason"].startswith("unreadable")
+    info = _json.loads((tmp_path / "out" / "dataset_info.json").read_text())
+    assert info["statistics"] is None and info["skipped"][0]["item"] == "x.wav"
+    with pytest.raises(ValueError, match="no examples"):
+        load_prepared(tmp_path / "out")
+
+
+def test_split_selection_writes_nothing_into_the_dataset(tmp_path):
+    from ddsp_lab.data import DemoSource, PrepareConfig, load_prepared, prepare
+
+    prepare(DemoSource(4), tmp_path / "out", PrepareConfig("demo", example_seconds=1.0, crepe_model="tiny",
+                                                           viterbi=False), progress=False)
+    before = sorted(p.name for p in (tmp_path / "out").rglob("*"))
+    train = load_prepared(tmp_path / "out", "train")
+    assert set(train["split"]) == {"train"}
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == before

@@ -3,8 +3,8 @@ as a `datasets` dataset (Arrow) on disk.
 
 Layout of `out`:
     prepare_config.json              the settings (a rerun with other settings is refused)
-    shard-000-of-002/part-00000/     one datasets.save_to_disk per chunk of source items,
-    shard-000-of-002/part-00000.json   with its counts and skipped items
+    shard-000-of-002/part-00000/     one datasets.save_to_disk per chunk of source items, with
+                                     part_info.json (its counts and skipped items)
     shard-000-of-002/COMPLETE.json   written when the shard is done
     dataset_info.json                version, config, statistics: written when every shard is done
 
@@ -122,6 +122,8 @@ def prepare(source, out: str | Path, config: PrepareConfig, shard: int = 0, devi
         summary = json.loads((shard_dir / "COMPLETE.json").read_text())
         summary["already_complete"] = True
         return summary
+    for stale in shard_dir.glob(".tmp-part-*"):  # left by a killed run: never read, now removed
+        shutil.rmtree(stale, ignore_errors=True)
     items = source.items()[shard::config.num_shards]
     chunks = [items[i:i + config.items_per_part] for i in range(0, len(items), config.items_per_part)]
     crepe = None
@@ -192,7 +194,8 @@ def load_prepared(path: str | Path, split: str | None = None, allow_incomplete: 
     if split is not None:
         if split not in ("train", "validation", "test"):
             raise ValueError(f"split must be 'train', 'validation' or 'test', got {split!r}")
-        ds = ds.filter(lambda s: s == split, input_columns="split")
+        keep = [i for i, s in enumerate(ds["split"]) if s == split]
+        ds = ds.select(keep)  # an in-memory index: nothing is written into the prepared dataset
     return ds
 
 
@@ -216,16 +219,21 @@ def compute_statistics(ds, config: dict) -> dict:
 
 
 def _finalise(out: Path, config: PrepareConfig) -> None:
-    """When every shard is complete, write dataset_info.json (version, config, statistics)."""
+    """When every shard is complete, write dataset_info.json (version, config, statistics; a
+    dataset whose every item was skipped gets statistics None and its skip list)."""
     try:
-        ds = load_prepared(out)
+        _part_dirs(out)
     except ValueError:
         return  # other shards still running
+    try:
+        stats = compute_statistics(load_prepared(out), asdict(config))
+    except ValueError:  # every item skipped: no examples
+        stats = None
     skipped = []
     for s in range(config.num_shards):
         skipped += json.loads((_shard_dir(out, s, config.num_shards) / "COMPLETE.json").read_text())["skipped"]
     info = {"format_version": FORMAT_VERSION, "config": asdict(config),
-            "statistics": compute_statistics(ds, asdict(config)), "skipped": skipped}
+            "statistics": stats, "skipped": skipped}
     tmp = out / "dataset_info.json.tmp"
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, out / "dataset_info.json")
