@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         return
     command, overrides = argv[0], argv[1:]
+    if command == "inspect" and overrides and "=" not in overrides[0]:
+        overrides[0] = f"path={overrides[0]}"  # `ddsp-lab inspect <prepared dir>`
     if command not in COMMANDS:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
     task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect}[command]

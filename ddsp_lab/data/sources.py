@@ -52,7 +52,8 @@ class DemoSource:
         ex = demo_example(index, sample_rate, frame_rate, n_samples / sample_rate)
         split = "train" if index % 8 < 6 else "validation" if index % 8 == 6 else "test"
         yield Example(ex["audio"].numpy(), item, split,
-                      {"f0_true_hz": ex["f0_true_hz"].numpy(), "source_file": item})
+                      {"f0_true_hz": ex["f0_true_hz"].numpy(), "amplitude_true": ex["amplitude_true"].numpy(),
+                       "source_file": item})
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
