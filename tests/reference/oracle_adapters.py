@@ -152,6 +152,25 @@ def _kde(inputs, kwargs, meta):
     return losses.KDEConsistencyLoss(**kwargs)(*[T(inputs[n]) for n in meta["inputs"]])
 
 
+def _preprocessor(inputs, kwargs, meta):
+    from ddsp_lab.networks import F0LoudnessPreprocessor
+
+    out = F0LoudnessPreprocessor(**kwargs)({k: T(v) for k, v in inputs.items()})
+    return {k: out[k] for k in ("f0_hz", "loudness_db", "f0_scaled", "ld_scaled")}
+
+
+def _rnn_fc_decoder(inputs, kwargs, meta):
+    from ddsp_lab.networks import RnnFcDecoder
+
+    if kwargs.pop("rnn_type", "gru") != "gru":
+        raise ValueError("only rnn_type='gru' is recorded")
+    decoder = RnnFcDecoder(**kwargs)  # reference numerics are the defaults (LN eps 1e-3, slope 0.2)
+    decoder.load_reference_weights({k[3:]: T(v) for k, v in inputs.items() if k.startswith("w__")})
+    with torch.no_grad():
+        out = decoder({k: T(inputs[k]) for k in kwargs["input_keys"]})
+    return {name: out[name] for name, _ in kwargs["output_splits"]}
+
+
 ADAPTERS = {
     "core.midi_to_hz": _fn(dsp.midi_to_hz),
     "core.hz_to_midi": _fn(dsp.hz_to_midi),
@@ -221,4 +240,6 @@ ADAPTERS = {
     "losses.wasserstein_distance": _loss_fn(losses.wasserstein_distance),
     # the reference's KDE definition (two-way Gaussian-KDE NLL in MIDI + mean amplitude)
     "losses.KDEConsistencyLoss": _kde,
+    "training.preprocessing.F0LoudnessPreprocessor": _preprocessor,
+    "training.decoders.RnnFcDecoder": _rnn_fc_decoder,
 }

@@ -1,0 +1,76 @@
+"""Decoders: network-range features -> named synth controls."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .layers import REFERENCE_LAYER_NORM_EPS, REFERENCE_LEAKY_SLOPE, FcStack, load_keras_dense, load_keras_gru
+
+
+def _splits(output_splits) -> list[tuple[str, int]]:
+    out = [(str(k), int(n)) for k, n in (output_splits.items() if hasattr(output_splits, "items") else output_splits)]
+    if not out or any(n < 1 for _, n in out):
+        raise ValueError(f"output_splits must name at least one output of size >= 1, got {output_splits}")
+    return out
+
+
+class RnnFcDecoder(nn.Module):
+    """The paper's decoder: an MLP per input -> GRU -> MLP over [inputs, GRU output] -> dense, split
+    by name into the synth stack's controls.
+
+    Args:
+        rnn_channels: GRU size (paper 512). ch, layers_per_stack: the MLPs (paper 512 x 3).
+        input_keys: features read (e.g. ('ld_scaled', 'f0_scaled'[, 'z'])), each [b, t, c].
+        input_sizes: channels of each input (default 1 each; z: its size).
+        output_splits: ((name, size), ...) e.g. (('amps', 1), ('harmonic_distribution', 60),
+            ('noise_magnitudes', 65)).
+        layer_norm_eps, leaky_slope: the reference's (1e-3, 0.2) by default; torch's own defaults
+            (1e-5, 0.01) are one argument away.
+    """
+
+    def __init__(self, rnn_channels: int = 512, ch: int = 512, layers_per_stack: int = 3,
+                 input_keys: Sequence[str] = ("ld_scaled", "f0_scaled"), input_sizes: Sequence[int] | None = None,
+                 output_splits=(("amps", 1), ("harmonic_distribution", 60), ("noise_magnitudes", 65)),
+                 layer_norm_eps: float = REFERENCE_LAYER_NORM_EPS, leaky_slope: float = REFERENCE_LEAKY_SLOPE):
+        super().__init__()
+        self.input_keys = tuple(input_keys)
+        sizes = tuple(input_sizes) if input_sizes is not None else (1,) * len(self.input_keys)
+        if len(sizes) != len(self.input_keys):
+            raise ValueError(f"input_sizes {sizes} must give one size per input key {self.input_keys}")
+        self.output_splits = _splits(output_splits)
+        stack = lambda n_in: FcStack(n_in, ch, layers_per_stack, layer_norm_eps, leaky_slope)  # noqa: E731
+        self.input_stacks = nn.ModuleList(stack(n) for n in sizes)
+        self.rnn = nn.GRU(ch * len(sizes), rnn_channels, batch_first=True)
+        self.out_stack = stack(ch * len(sizes) + rnn_channels)
+        self.dense_out = nn.Linear(ch, sum(n for _, n in self.output_splits))
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        missing = [k for k in self.input_keys if k not in features]
+        if missing:
+            raise ValueError(f"RnnFcDecoder needs {missing} among the features {sorted(features)}")
+        hidden = [s(features[k]) for s, k in zip(self.input_stacks, self.input_keys)]
+        x = torch.cat(hidden, dim=-1)
+        x, _ = self.rnn(x)
+        x = self.dense_out(self.out_stack(torch.cat(hidden + [x], dim=-1)))
+        outputs = dict(features)
+        for (name, _), value in zip(self.output_splits, torch.split(x, [n for _, n in self.output_splits], -1)):
+            outputs[name] = value
+        return outputs
+
+    def load_reference_weights(self, weights: dict[str, Tensor]) -> None:
+        """Load the reference's (Keras) weights by structural name: in{i}_fc{j}_dense_kernel/_bias,
+        in{i}_fc{j}_ln_gamma/_beta, gru_kernel/_recurrent_kernel/_bias, out_fc{j}_..., dense_out_..."""
+        def load_stack(stack: FcStack, prefix: str) -> None:
+            for j in range(len(stack) // 3):
+                load_keras_dense(stack[3 * j], weights[f"{prefix}_fc{j}_dense_kernel"], weights[f"{prefix}_fc{j}_dense_bias"])
+                with torch.no_grad():
+                    stack[3 * j + 1].weight.copy_(weights[f"{prefix}_fc{j}_ln_gamma"])
+                    stack[3 * j + 1].bias.copy_(weights[f"{prefix}_fc{j}_ln_beta"])
+
+        for i, s in enumerate(self.input_stacks):
+            load_stack(s, f"in{i}")
+        load_keras_gru(self.rnn, weights["gru_kernel"], weights["gru_recurrent_kernel"], weights["gru_bias"])
+        load_stack(self.out_stack, "out")
+        load_keras_dense(self.dense_out, weights["dense_out_kernel"], weights["dense_out_bias"])
