@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": "Render every synth and effect from hand-made controls (WAV + spectrogram PNG).",
     "prepare": "Prepare training examples (CREPE f0, loudness) from data=demo|folder into out=DIR.",
     "inspect": "Print a prepared dataset's statistics and plot its f0 / loudness distributions (path=DIR).",
+    "train": "Train a DDSP autoencoder (experiment=NAME, data=..., trainer=..., logger=csv|wandb).",
 }
 
 if not OmegaConf.has_resolver("eval"):
@@ -78,6 +79,26 @@ def _inspect(cfg) -> None:
     print(inspect_prepared(cfg.path, cfg.png))
 
 
+def _train(cfg) -> None:
+    import hydra
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    from .train import fit
+
+    pl.seed_everything(int(cfg.seed), workers=True)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    datamodule = hydra.utils.instantiate(cfg.data.datamodule)
+    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
+                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
+    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    metrics = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume)
+    print(f"ddsp-lab train: run directory {run_dir.resolve()}\n  " +
+          "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
 def _usage() -> str:
     lines = ["usage: ddsp-lab <command> [key=value ...]  (Hydra overrides)", "", "commands:"]
     lines += [f"  {name:10s} {doc}" for name, doc in COMMANDS.items()]
@@ -96,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides[0] = f"path={overrides[0]}"  # `ddsp-lab inspect <prepared dir>`
     if command not in COMMANDS:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
-    task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect}[command]
+    task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train}[command]
     sys.argv = [f"ddsp-lab {command}", *overrides]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(task)()
 

@@ -80,10 +80,15 @@ class DDSPDataModule(pl.LightningDataModule):
                 ds = load_prepared(self.path, split)
                 self.splits[split] = PreparedExamples(ds, self.hop, self.crop_frames, random_crop, self.seed)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
         data = self.splits[split]
         if len(data) == 0:
-            raise ValueError(f"the {split} split of {self.path} is empty")
+            if split == "train":
+                raise ValueError(f"the train split of {self.path} is empty")
+            import warnings
+
+            warnings.warn(f"the {split} split of {self.path} is empty: no {split} batches", stacklevel=2)
+            return []
         sampler = None
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = DistributedSampler(data, shuffle=shuffle, seed=self.seed, drop_last=shuffle)

@@ -1,0 +1,2 @@
+"""LightningModules."""
+from .autoencoder import DDSPAutoencoder

@@ -1,0 +1,28 @@
+"""Training glue: a Trainer from config with checkpoints in the run directory, and resume."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+def resolve_resume(resume, run_dir: Path) -> str | None:
+    """resume: False/None (fresh), True (the run directory's last checkpoint), or a checkpoint path."""
+    if resume in (None, False, "false", "False"):
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if resume in (True, "true", "True") else Path(str(resume))
+    if not path.exists():
+        raise FileNotFoundError(f"resume: no checkpoint at {path}")
+    return str(path)
+
+
+def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg, logger, run_dir: Path,
+        resume=False) -> dict[str, float]:
+    """Fits and returns the final logged metrics (floats)."""
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=None)
+    trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, logger=logger, callbacks=[checkpoint],
+                                                  default_root_dir=str(run_dir))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir))
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
