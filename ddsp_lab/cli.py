@@ -94,7 +94,8 @@ def _train(cfg) -> None:
     model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
                                     decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
-    metrics = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume)
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    metrics = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks)
     print(f"ddsp-lab train: run directory {run_dir.resolve()}\n  " +
           "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 

@@ -86,3 +86,20 @@ def test_bad_configs_fail_at_start(demo_data, tmp_path):
     assert out.returncode != 0 and "sample_rate" in out.stderr
     out = _train([f"data.path={demo_data}", f"run_dir={tmp_path / 'd'}", "resume=true"], tmp_path)
     assert out.returncode != 0 and "resume" in out.stderr
+
+
+def test_offline_wandb_run_holds_the_logged_audio_and_images(demo_data, tmp_path):
+    import os
+
+    run = tmp_path / "run"
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny", "logger=wandb",
+                          f"data.path={demo_data}", f"run_dir={run}", "trainer.max_steps=4",
+                          "trainer.val_check_interval=2", "trainer.enable_progress_bar=false"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    media = offline[0] / "files" / "media"
+    assert list(media.rglob("*.wav")) and list(media.rglob("*.png"))
+    assert list((run / "media").rglob("*_resynthesis.wav")) and list((run / "media").rglob("example0.png"))
