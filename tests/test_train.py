@@ -103,3 +103,42 @@ def test_offline_wandb_run_holds_the_logged_audio_and_images(demo_data, tmp_path
     media = offline[0] / "files" / "media"
     assert list(media.rglob("*.wav")) and list(media.rglob("*.png"))
     assert list((run / "media").rglob("*_resynthesis.wav")) and list((run / "media").rglob("example0.png"))
+
+
+def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tmp_path):
+    import pytorch_lightning as pl
+
+    torch.manual_seed(0)
+    cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
+    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
+                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss,
+                                    max_consecutive_skips=3)
+    dm = DDSPDataModule(str(demo_data), batch_size=1)
+    dm.setup()
+    good = next(iter(dm.val_dataloader()))
+    bad = {k: v.clone() for k, v in good.items()}
+    bad["audio"][0, 100] = float("nan")
+
+    class Batches(torch.utils.data.IterableDataset):
+        def __init__(self, pattern):
+            self.pattern = pattern
+
+        def __iter__(self):
+            return iter([{k: v[0] for k, v in (bad if b else good).items()} for b in self.pattern])
+
+    def run(pattern, steps):
+        trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             log_every_n_steps=1, limit_val_batches=0, enable_model_summary=False)
+        trainer.fit(model, torch.utils.data.DataLoader(Batches(pattern), batch_size=1))
+
+    run([False], 1)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "skipped" not in k and "consecutive" not in k}
+    run([True], 1)  # a NaN batch: no parameter moves, the skip is counted
+    after = model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, (changed[:5], model._grads_finite)
+    assert int(model.skipped_steps) == 1
+    run([False], 1)
+    assert int(model.skipped_steps) == 1 and int(model.consecutive_skips) == 0
+    with pytest.raises(RuntimeError, match="consecutive steps had a non-finite loss"):
+        run([True] * 6, 6)

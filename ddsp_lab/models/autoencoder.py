@@ -21,13 +21,17 @@ class DDSPAutoencoder(pl.LightningModule):
         encoder: optional (e.g. ZEncoder), between preprocessor and decoder.
         optimizer: a partial optimizer (Hydra `_partial_: true`), given the parameters.
         scheduler: optional partial LR scheduler, stepped every optimisation step.
-    The decoder's outputs are checked against the synth's inputs at construction.
+        max_consecutive_skips: a step whose gradients are not finite (NaN/inf loss or gradient) is
+            skipped and counted; this many in a row stops the run with a clear message.
+    The decoder's outputs are checked against the synth's inputs at construction. Skipping needs
+    no host synchronisation: parameters and optimizer state are restored on the device with
+    torch.where; the counters are read only at logging intervals.
     """
 
     def __init__(self, preprocessor: nn.Module, decoder: nn.Module, synth: ProcessorGroup,
                  losses: Mapping[str, nn.Module], loss_weights: Mapping[str, float] | None = None,
                  encoder: nn.Module | None = None, optimizer: Callable | None = None,
-                 scheduler: Callable | None = None):
+                 scheduler: Callable | None = None, max_consecutive_skips: int = 20):
         super().__init__()
         self.preprocessor, self.encoder, self.decoder, self.synth = preprocessor, encoder, decoder, synth
         self.losses = nn.ModuleDict(dict(losses))
@@ -35,6 +39,11 @@ class DDSPAutoencoder(pl.LightningModule):
             raise ValueError("DDSPAutoencoder needs at least one loss")
         self.loss_weights = {k: float((loss_weights or {}).get(k, 1.0)) for k in self.losses}
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
+        self.max_consecutive_skips = max_consecutive_skips
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("consecutive_skips", torch.zeros((), dtype=torch.long))
+        self.register_buffer("max_consecutive_seen", torch.zeros((), dtype=torch.long))
+        self._grads_finite: Tensor | None = None
         self._check_controls()
 
     def _check_controls(self) -> None:
@@ -62,8 +71,43 @@ class DDSPAutoencoder(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch, self(batch))
+        self._loss_finite = torch.isfinite(terms["total"].detach())  # stays on the device
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True, batch_size=batch["audio"].shape[0])
+        if self.trainer is not None and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            self._check_skips()  # the only host read of the counters: at logging intervals
         return terms["total"]
+
+    def _check_skips(self) -> None:
+        self.log("train/skipped_steps", self.skipped_steps.float(), prog_bar=False)
+        if int(self.max_consecutive_seen) >= self.max_consecutive_skips:
+            raise RuntimeError(
+                f"training stopped: {int(self.max_consecutive_seen)} consecutive steps had a non-finite loss "
+                f"or gradient ({int(self.skipped_steps)} skipped in all); check the data for NaN/silence and "
+                f"the learning rate")
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        finite = (torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads
+                  else torch.ones((), dtype=torch.bool, device=self.device))
+        loss_finite = getattr(self, "_loss_finite", None)
+        self._grads_finite = finite & loss_finite if loss_finite is not None else finite
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        before = [p.detach().clone() for p in params]
+        state = [{k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)} for p in params]
+        optimizer.step(closure=optimizer_closure)
+        ok = self._grads_finite if self._grads_finite is not None else torch.ones((), dtype=torch.bool, device=self.device)
+        with torch.no_grad():
+            for p, old, old_state in zip(params, before, state):
+                p.copy_(torch.where(ok, p, old))
+                for k, v in old_state.items():
+                    new = optimizer.state[p][k]
+                    new.copy_(torch.where(ok.to(new.device), new, v))
+            bad = (~ok).long()
+            self.skipped_steps += bad
+            self.consecutive_skips.copy_((self.consecutive_skips + 1) * bad)
+            self.max_consecutive_seen.copy_(torch.maximum(self.max_consecutive_seen, self.consecutive_skips))
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         terms = self.compute_losses(batch, self(batch))
