@@ -142,3 +142,17 @@ def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tm
     assert int(model.skipped_steps) == 1 and int(model.consecutive_skips) == 0
     with pytest.raises(RuntimeError, match="consecutive steps had a non-finite loss"):
         run([True] * 6, 6)
+
+
+def test_multirun_sweep_over_two_values_runs_both(demo_data, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "-m", "experiment=tiny", "logger=csv",
+                          f"data.path={demo_data}", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                          "trainer.enable_progress_bar=false", "model.optimizer.lr=0.001,0.003",
+                          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for job in ("0", "1"):
+        run = tmp_path / "sweep" / job
+        assert (run / "checkpoints" / "last.ckpt").exists(), list((tmp_path / "sweep").rglob("*"))[:20]
+    lrs = sorted((tmp_path / "sweep" / j / "config.yaml").read_text().split("lr: ")[1].split()[0] for j in "01")
+    assert lrs == ["0.001", "0.003"]
