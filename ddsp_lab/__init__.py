@@ -1,2 +1,9 @@
 """ddsp_lab: Differentiable Digital Signal Processing in PyTorch."""
 __version__ = "0.1.0"
+
+
+def load(checkpoint, map_location="cpu"):
+    """A trained model from a `ddsp-lab train` checkpoint (see ddsp_lab.models.load)."""
+    from .models import load as _load
+
+    return _load(checkpoint, map_location)

@@ -93,6 +93,8 @@ def _train(cfg) -> None:
     datamodule = hydra.utils.instantiate(cfg.data.datamodule)
     model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
                                     decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
+    model.config = {k: OmegaConf.to_container(cfg[k], resolve=True) if cfg[k] is not None else None
+                    for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     metrics = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks)

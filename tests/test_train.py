@@ -156,3 +156,26 @@ def test_multirun_sweep_over_two_values_runs_both(demo_data, tmp_path):
         assert (run / "checkpoints" / "last.ckpt").exists(), list((tmp_path / "sweep").rglob("*"))[:20]
     lrs = sorted((tmp_path / "sweep" / j / "config.yaml").read_text().split("lr: ")[1].split()[0] for j in "01")
     assert lrs == ["0.001", "0.003"]
+
+
+def test_load_synthesize_and_export_match_the_eager_model(demo_data, tmp_path):
+    import ddsp_lab
+    from ddsp_lab.models import Synthesizer, export
+
+    run = tmp_path / "run"
+    out = _train([f"data.path={demo_data}", f"run_dir={run}", "trainer.max_steps=4",
+                  "trainer.val_check_interval=2"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    model = ddsp_lab.load(run / "checkpoints" / "last.ckpt")
+    assert not model.training
+    f0 = torch.full((1, 250, 1), 330.0)
+    ld = torch.linspace(-40.0, 10.0, 250)[None, :, None]
+    audio = model.synthesize(f0, ld)
+    assert audio.shape == (1, 16000) and torch.isfinite(audio).all()
+    torch.manual_seed(0)
+    eager = Synthesizer(model)(f0, ld)
+    program = export(model, f0, ld)
+    torch.manual_seed(0)  # the same noise draws
+    assert torch.equal(program.module()(f0, ld), eager)
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        ddsp_lab.load(tmp_path / "nope.ckpt")

@@ -114,6 +114,21 @@ class DDSPAutoencoder(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, prog_bar=True, batch_size=batch["audio"].shape[0],
                       sync_dist=True)
 
+    config: dict | None = None  # the resolved Hydra config of its parts, saved in checkpoints
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.config is not None:
+            checkpoint["ddsp_lab_config"] = self.config
+
+    @torch.no_grad()
+    def synthesize(self, f0_hz: Tensor, loudness_db: Tensor, **features: Tensor) -> Tensor:
+        """Audio [batch, n_samples] from f0 [batch, n_frames(, 1)] and loudness curves (dB), e.g.
+        for pitch / loudness control; extra features (e.g. z) pass through to the decoder."""
+        batch = {"f0_hz": f0_hz if f0_hz.dim() == 3 else f0_hz[..., None],
+                 "loudness_db": loudness_db if loudness_db.dim() == 3 else loudness_db[..., None], **features}
+        features_ = self.preprocessor(batch)
+        return self.synth.run(self.decoder(features_))[self.synth.output]
+
     def configure_optimizers(self):
         opt = (self.optimizer_fn or (lambda p: torch.optim.Adam(p, lr=3e-4)))(self.parameters())
         if self.scheduler_fn is None:
