@@ -179,3 +179,23 @@ def test_load_synthesize_and_export_match_the_eager_model(demo_data, tmp_path):
     assert torch.equal(program.module()(f0, ld), eager)
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         ddsp_lab.load(tmp_path / "nope.ckpt")
+
+
+def test_validation_metrics_and_mixed_precision_keep_the_synth_in_float32(demo_data, tmp_path):
+    cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
+    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
+                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
+    dm = DDSPDataModule(str(demo_data), batch_size=2)
+    dm.setup()
+    batch = next(iter(dm.val_dataloader()))
+    with torch.no_grad():
+        outputs = model(batch)
+        metrics = model.resynthesis_metrics(batch, outputs)
+        # resynthesizing the target itself gives zero error
+        perfect = model.resynthesis_metrics(batch, {**outputs, model.synth.output: batch["audio"]})
+    assert metrics["loudness_l1_db"] > 0.1 and perfect["loudness_l1_db"] == 0.0
+    assert float(perfect["f0_l1_cents"]) == 0.0 and torch.isfinite(metrics["f0_l1_cents"])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+        losses = model.compute_losses(batch, out)
+    assert out[model.synth.output].dtype == torch.float32 and torch.isfinite(losses["total"])

@@ -31,7 +31,8 @@ class DDSPAutoencoder(pl.LightningModule):
     def __init__(self, preprocessor: nn.Module, decoder: nn.Module, synth: ProcessorGroup,
                  losses: Mapping[str, nn.Module], loss_weights: Mapping[str, float] | None = None,
                  encoder: nn.Module | None = None, optimizer: Callable | None = None,
-                 scheduler: Callable | None = None, max_consecutive_skips: int = 20):
+                 scheduler: Callable | None = None, max_consecutive_skips: int = 20,
+                 f0_metric: bool = False, sample_rate: int = 16000, frame_rate: int = 250):
         super().__init__()
         self.preprocessor, self.encoder, self.decoder, self.synth = preprocessor, encoder, decoder, synth
         self.losses = nn.ModuleDict(dict(losses))
@@ -40,6 +41,8 @@ class DDSPAutoencoder(pl.LightningModule):
         self.loss_weights = {k: float((loss_weights or {}).get(k, 1.0)) for k in self.losses}
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.max_consecutive_skips = max_consecutive_skips
+        self.f0_metric, self.sample_rate, self.frame_rate = f0_metric, sample_rate, frame_rate
+        self._crepe = None
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("consecutive_skips", torch.zeros((), dtype=torch.long))
         self.register_buffer("max_consecutive_seen", torch.zeros((), dtype=torch.long))
@@ -60,12 +63,18 @@ class DDSPAutoencoder(pl.LightningModule):
         features = self.preprocessor(dict(batch))
         if self.encoder is not None:
             features = self.encoder(features)
-        return self.synth.run(self.decoder(features))
+        controls = self.decoder(features)
+        # Mixed precision: networks may run in bf16/fp16 under autocast; the synth stack (phases,
+        # cumulative sums, FFTs) always runs in float32.
+        controls = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in controls.items()}
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self.synth.run(controls)
 
     def compute_losses(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        audio = outputs[self.synth.output]
-        target = batch["audio"][..., : audio.shape[-1]]
-        terms = {name: loss(target, audio) for name, loss in self.losses.items()}
+        audio = outputs[self.synth.output].float()
+        target = batch["audio"][..., : audio.shape[-1]].float()
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            terms = {name: loss(target, audio) for name, loss in self.losses.items()}
         terms["total"] = sum(self.loss_weights[k] * v for k, v in terms.items())
         return terms
 
@@ -110,9 +119,32 @@ class DDSPAutoencoder(pl.LightningModule):
             self.max_consecutive_seen.copy_(torch.maximum(self.max_consecutive_seen, self.consecutive_skips))
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        terms = self.compute_losses(batch, self(batch))
+        outputs = self(batch)
+        terms = self.compute_losses(batch, outputs)
+        terms.update(self.resynthesis_metrics(batch, outputs))
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, prog_bar=True, batch_size=batch["audio"].shape[0],
                       sync_dist=True)
+
+    @torch.no_grad()
+    def resynthesis_metrics(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Loudness L1 (dB) between target and resynthesis; with f0_metric, f0 L1 in cents between
+        CREPE (tiny) on both, over frames where CREPE is confident (> 0.5) on both."""
+        from ..data.features import CrepeF0, compute_loudness_frames
+
+        audio = outputs[self.synth.output].float()
+        target = batch["audio"][..., : audio.shape[-1]].float()
+        metrics = {"loudness_l1_db": torch.mean(torch.abs(
+            compute_loudness_frames(target, self.sample_rate, self.frame_rate)
+            - compute_loudness_frames(audio, self.sample_rate, self.frame_rate)))}
+        if self.f0_metric:
+            if self._crepe is None:
+                self._crepe = CrepeF0("tiny", viterbi=False, device=str(self.device))
+            f0_t, c_t = self._crepe(target, self.sample_rate, self.frame_rate)
+            f0_x, c_x = self._crepe(audio, self.sample_rate, self.frame_rate)
+            mask = ((c_t > 0.5) & (c_x > 0.5)).float()
+            cents = 1200 * torch.abs(torch.log2(f0_x.clamp(min=1e-3) / f0_t.clamp(min=1e-3)))
+            metrics["f0_l1_cents"] = ((cents * mask).sum() / mask.sum().clamp(min=1)).to(self.device)
+        return metrics
 
     config: dict | None = None  # the resolved Hydra config of its parts, saved in checkpoints
 
