@@ -111,17 +111,26 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> None:
     import hydra
 
+    import os
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    inherited = os.environ.get("DDSP_LAB_COMMAND")
+    if argv and argv[0] in COMMANDS:
+        command, overrides = argv[0], argv[1:]
+    elif inherited in COMMANDS and os.environ.get("LOCAL_RANK"):
+        command, overrides = inherited, argv  # a DDP rank re-launched by Lightning with our argv
+    elif not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return
-    command, overrides = argv[0], argv[1:]
+    else:
+        command, overrides = argv[0], argv[1:]
     if command == "inspect" and overrides and "=" not in overrides[0]:
         overrides[0] = f"path={overrides[0]}"  # `ddsp-lab inspect <prepared dir>`
     if command not in COMMANDS:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
     task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train}[command]
-    sys.argv = [f"ddsp-lab {command}", *overrides]
+    os.environ["DDSP_LAB_COMMAND"] = command
+    sys.argv = [sys.argv[0], *overrides]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(task)()
 
 

@@ -199,3 +199,22 @@ def test_validation_metrics_and_mixed_precision_keep_the_synth_in_float32(demo_d
         out = model(batch)
         losses = model.compute_losses(batch, out)
     assert out[model.synth.output].dtype == torch.float32 and torch.isfinite(losses["total"])
+
+
+def test_two_process_ddp_on_cpu_completes_and_its_checkpoint_loads(demo_data, tmp_path):
+    import os
+
+    import ddsp_lab
+
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny", "logger=csv",
+                          f"data.path={demo_data}", f"run_dir={run}", "trainer.max_steps=4",
+                          "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
+                          "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                          "model.f0_metric=false"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "[rank: 1]" in out.stdout + out.stderr  # the second process ran
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 4
+    assert ddsp_lab.load(ckpt).synthesize(torch.full((1, 250, 1), 440.0), torch.zeros(1, 250, 1)).shape == (1, 16000)
