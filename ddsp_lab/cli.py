@@ -16,6 +16,7 @@ COMMANDS = {
     "prepare": "Prepare training examples (CREPE f0, loudness) from data=demo|folder into out=DIR.",
     "inspect": "Print a prepared dataset's statistics and plot its f0 / loudness distributions (path=DIR).",
     "train": "Train a DDSP autoencoder (experiment=NAME, data=..., trainer=..., logger=csv|wandb).",
+    "quickstart": "Prepare the demo corpus and train a small model on it for a few minutes (the main job).",
 }
 
 if not OmegaConf.has_resolver("eval"):
@@ -80,6 +81,12 @@ def _inspect(cfg) -> None:
 
 
 def _train(cfg) -> None:
+    metrics, _ = _run_training(cfg)
+    print(f"ddsp-lab train: run directory {Path(cfg.run_dir).resolve()}\n  " +
+          "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+def _run_training(cfg, validate_first: bool = False):
     import hydra
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
@@ -97,9 +104,33 @@ def _train(cfg) -> None:
                     for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    metrics = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks)
-    print(f"ddsp-lab train: run directory {run_dir.resolve()}\n  " +
-          "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first)
+
+
+def _quickstart(cfg) -> None:
+    from hydra import compose
+
+    out = Path(cfg.out)
+    _prepare(compose("prepare", overrides=["data=demo", f"out={out / 'data'}", "crepe_model=tiny",
+                                           "example_seconds=1.0", f"data.source.n_examples={cfg.n_examples}"]))
+    train_cfg = compose("train", overrides=[
+        "experiment=tiny", f"data.path={out / 'data'}", f"run_dir={out / 'run'}", f"seed={cfg.seed}",
+        f"trainer.max_steps={cfg.steps}", "trainer.val_check_interval=100", "trainer.num_sanity_val_steps=0",
+        f"logger={cfg.logger}", f"callbacks.media.every_n_steps={cfg.steps}"])
+    final, initial = _run_training(train_cfg, validate_first=True)
+    run = (out / "run").resolve()
+    drop = 100 * (1 - final["val/spectral"] / initial["val/spectral"])
+    print(f"\nddsp-lab quickstart: trained the tiny model for {cfg.steps} steps on the demo corpus")
+    print(f"  validation spectral loss {initial['val/spectral']:.2f} -> {final['val/spectral']:.2f} ({drop:.0f} % lower)")
+    for key in ("val/loudness_l1_db", "val/f0_l1_cents"):
+        if key in final:
+            print(f"  {key} {initial.get(key, float('nan')):.2f} -> {final[key]:.2f}")
+    last_media = sorted((run / "media").glob("step-*"))
+    print(f"  run directory: {run} (config.yaml, checkpoints/last.ckpt)")
+    if last_media:
+        print(f"  target / resynthesis audio and spectrograms: {last_media[-1]}")
+    for wandb_run in sorted((run / "wandb").glob("offline-run-*")):
+        print(f"  offline W&B run: {wandb_run}  (wandb sync {wandb_run})")
 
 
 def _usage() -> str:
@@ -128,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides[0] = f"path={overrides[0]}"  # `ddsp-lab inspect <prepared dir>`
     if command not in COMMANDS:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
-    task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train}[command]
+    task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train,
+            "quickstart": _quickstart}[command]
     os.environ["DDSP_LAB_COMMAND"] = command
     sys.argv = [sys.argv[0], *overrides]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(task)()

@@ -19,10 +19,13 @@ def resolve_resume(resume, run_dir: Path) -> str | None:
 
 
 def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg, logger, run_dir: Path,
-        resume=False, callbacks: list | None = None) -> dict[str, float]:
-    """Fits and returns the final logged metrics (floats)."""
+        resume=False, callbacks: list | None = None, validate_first: bool = False):
+    """Fits; returns (final logged metrics, validation metrics before training or None)."""
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=None)
     trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, logger=logger, callbacks=[checkpoint, *(callbacks or [])],
                                                   default_root_dir=str(run_dir))
+    initial = None
+    if validate_first:
+        initial = {k: float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
     trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir))
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}, initial

@@ -218,3 +218,19 @@ def test_two_process_ddp_on_cpu_completes_and_its_checkpoint_loads(demo_data, tm
     ckpt = run / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=False)["global_step"] == 4
     assert ddsp_lab.load(ckpt).synthesize(torch.full((1, 250, 1), 440.0), torch.zeros(1, 250, 1)).shape == (1, 16000)
+
+
+def test_the_readme_main_job_drives_the_validation_loss_down_by_60_percent(tmp_path):
+    import re
+
+    env = dict(__import__("os").environ, WANDB_MODE="offline", WANDB_SILENT="true")
+    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "quickstart", f"out={tmp_path / 'qs'}"],
+                         capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    match = re.search(r"validation spectral loss ([\d.]+) -> ([\d.]+)", out.stdout)
+    assert match, out.stdout[-2000:]
+    before, after = float(match.group(1)), float(match.group(2))
+    assert after <= 0.4 * before, (before, after)
+    run = tmp_path / "qs" / "run"
+    assert list((run / "media").rglob("*_resynthesis.wav")) and list((run / "wandb").glob("offline-run-*"))
+    assert str(run) in out.stdout
