@@ -91,15 +91,14 @@ def _run_training(cfg, validate_first: bool = False):
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
 
-    from .train import fit
+    from .train import build_model, fit
 
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data.datamodule)
-    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
-                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
+    model = build_model(cfg)
     model.config = {k: OmegaConf.to_container(cfg[k], resolve=True) if cfg[k] is not None else None
                     for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False

@@ -8,6 +8,13 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 
+def build_model(cfg, **overrides) -> pl.LightningModule:
+    """The model of a composed train config: cfg.model with its parts (preprocessor, encoder,
+    decoder, synth, losses) instantiated from their groups."""
+    return hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
+                                   decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss, **overrides)
+
+
 def resolve_resume(resume, run_dir: Path) -> str | None:
     """resume: False/None (fresh), True (the run directory's last checkpoint), or a checkpoint path."""
     if resume in (None, False, "false", "False"):

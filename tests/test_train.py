@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from ddsp_lab.cli import CONF_DIR
 from ddsp_lab.data import DDSPDataModule, DemoSource, PrepareConfig, prepare
+from ddsp_lab.train import build_model
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -24,8 +25,7 @@ def _compose(overrides):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     cfg = _compose([f"experiment={experiment}", "run_dir=" + str(tmp_path), "data.path=" + str(tmp_path)])
-    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
-                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
+    model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert model.synth.external_inputs()["harmonic_distribution"] == cfg.n_harmonics
 
@@ -41,8 +41,7 @@ def demo_data(tmp_path_factory):
 def test_short_fit_on_one_demo_example_drives_the_spectral_loss_down(demo_data, tmp_path):
     torch.manual_seed(0)
     cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
-    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
-                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
+    model = build_model(cfg)
     dm = DDSPDataModule(str(demo_data), batch_size=1)
     dm.setup()
     batch = next(iter(dm.val_dataloader()))
@@ -110,9 +109,7 @@ def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tm
 
     torch.manual_seed(0)
     cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
-    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
-                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss,
-                                    max_consecutive_skips=3)
+    model = build_model(cfg, max_consecutive_skips=3)
     dm = DDSPDataModule(str(demo_data), batch_size=1)
     dm.setup()
     good = next(iter(dm.val_dataloader()))
@@ -183,8 +180,7 @@ def test_load_synthesize_and_export_match_the_eager_model(demo_data, tmp_path):
 
 def test_validation_metrics_and_mixed_precision_keep_the_synth_in_float32(demo_data, tmp_path):
     cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
-    model = hydra.utils.instantiate(cfg.model, preprocessor=cfg.preprocessor, encoder=cfg.encoder,
-                                    decoder=cfg.decoder, synth=cfg.synth, losses=cfg.loss)
+    model = build_model(cfg)
     dm = DDSPDataModule(str(demo_data), batch_size=2)
     dm.setup()
     batch = next(iter(dm.val_dataloader()))
