@@ -231,7 +231,6 @@ def print_row(r: dict, rows: list[dict]) -> None:
         return
     s = r["seconds"]
     extra = []
-    base = [b for b in rows if b["job"] == r["job"] and b["impl"] == "baseline" and "seconds" in b]
     if r["job"] in TF_RECORDED:
         extra.append(f"x{TF_RECORDED[r['job']] / s:5.1f} vs TF rec.")
         extra.append(f"x{FASTEST_PORT[r['job']] / s:4.2f} vs fastest port (abs.)")

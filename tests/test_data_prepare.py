@@ -3,7 +3,6 @@ and bad recordings, kill-and-resume, shards, and bad input."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal

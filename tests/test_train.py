@@ -2,9 +2,7 @@
 continues the step count, bad configs fail at start with their messages."""
 import subprocess
 import sys
-from pathlib import Path
 
-import hydra
 import pytest
 import torch
 from hydra import compose, initialize_config_dir

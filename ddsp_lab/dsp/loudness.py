@@ -8,7 +8,6 @@ floored to an integer hop, as the reference does.
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 from torch import Tensor

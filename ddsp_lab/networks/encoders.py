@@ -1,7 +1,6 @@
 """Encoders: audio / features -> latent inputs for the decoder."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .. import dsp

@@ -1,7 +1,6 @@
 """Preprocessors: batch features -> network-range inputs at the model's time resolution."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .. import dsp
