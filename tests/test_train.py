@@ -228,3 +228,15 @@ def test_the_readme_main_job_drives_the_validation_loss_down_by_60_percent(tmp_p
     run = tmp_path / "qs" / "run"
     assert list((run / "media").rglob("*_resynthesis.wav")) and list((run / "wandb").glob("offline-run-*"))
     assert str(run) in out.stdout
+
+
+def test_training_epochs_advance_the_random_crops(demo_data, tmp_path):
+    import pytorch_lightning as pl
+
+    cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}", "model.f0_metric=false"])
+    model = build_model(cfg)
+    dm = DDSPDataModule(str(demo_data), batch_size=4, crop_seconds=1.0)
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         limit_val_batches=0, enable_model_summary=False)
+    trainer.fit(model, datamodule=dm)
+    assert dm.splits["train"].epoch == 2

@@ -95,7 +95,7 @@ class DDSPDataModule(pl.LightningDataModule):
         elif shuffle:
             sampler = torch.utils.data.RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
         return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, drop_last=False, persistent_workers=self.num_workers > 0)
+                          pin_memory=self.pin_memory, drop_last=False)  # workers re-created each epoch: they see set_epoch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -107,6 +107,6 @@ class DDSPDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by the training loop hook: new crops each epoch."""
+        """Called by DDSPAutoencoder.on_train_epoch_start: new crops each epoch."""
         for split in self.splits.values():
             split.epoch = epoch

@@ -78,6 +78,11 @@ class DDSPAutoencoder(pl.LightningModule):
         terms["total"] = sum(self.loss_weights[k] * v for k, v in terms.items())
         return terms
 
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "set_epoch"):  # new random crops each epoch
+            datamodule.set_epoch(self.current_epoch)
+
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch, self(batch))
         self._loss_finite = torch.isfinite(terms["total"].detach())  # stays on the device
