@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 
@@ -22,6 +23,14 @@ def save_wav(path: str | Path, audio: Tensor | np.ndarray, sample_rate: int) -> 
     return path
 
 
+def spectrogram_db(audio, fft_size: int = 1024) -> Tensor:
+    """Log-magnitude spectrogram [n_frames, n_bins] of mono audio in dB re its maximum, 80 dB range."""
+    from .dsp import amplitude_to_db, compute_mag
+
+    mag = compute_mag(torch.as_tensor(audio).detach().float().cpu().reshape(1, -1), fft_size)[0]
+    return amplitude_to_db(mag, ref_db=float(amplitude_to_db(mag.max().clamp(min=1e-9))), range_db=80.0)
+
+
 def save_spectrogram(path: str | Path, audio: Tensor, sample_rate: int, title: str = "",
                      fft_size: int = 1024) -> Path:
     """Log-magnitude spectrogram PNG (dB, 80 dB range) of mono audio [n_samples]."""
@@ -30,10 +39,7 @@ def save_spectrogram(path: str | Path, audio: Tensor, sample_rate: int, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .dsp import amplitude_to_db, compute_mag
-
-    mag = compute_mag(audio.detach().float().cpu().reshape(1, -1), fft_size)[0]
-    db = amplitude_to_db(mag, ref_db=float(amplitude_to_db(mag.max().clamp(min=1e-9))), range_db=80.0)
+    db = spectrogram_db(audio, fft_size)
     n = audio.numel()
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
     ax.imshow(db.T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,

@@ -168,9 +168,8 @@ def sinc_filter(audio: Tensor, cutoff_frequency: Tensor, window_size: int = 512,
                 high_pass: bool = False) -> Tensor:
     """Filter audio with time-varying sinc low-pass (or high-pass) filters."""
     ir = sinc_impulse_response(cutoff_frequency, window_size, sample_rate)
-    if high_pass:  # spectral inversion: delta - lowpass
-        ir = -ir
-        centre = ir.shape[-1] // 2
-        ir = ir + torch.nn.functional.one_hot(torch.tensor(centre, device=ir.device),
-                                              ir.shape[-1]).to(ir.dtype)
+    if high_pass:  # spectral inversion: delta at the centre tap minus the low-pass
+        delta = torch.zeros(ir.shape[-1], dtype=ir.dtype, device=ir.device)
+        delta[ir.shape[-1] // 2] = 1.0
+        ir = delta - ir
     return fft_convolve(audio, ir, padding=padding)

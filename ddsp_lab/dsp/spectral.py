@@ -26,6 +26,14 @@ def _squeeze_audio(audio: Tensor, name: str = "audio") -> Tensor:
     return audio[None] if audio.dim() == 1 else audio
 
 
+def _hop_blocks(audio: Tensor, n_frames: int, r: int, hop_size: int) -> Tensor:
+    """[batch, n] -> [batch, n_frames + r - 1, hop] (zero-padded or cut): frame i is blocks i..i+r-1."""
+    n = audio.shape[-1]
+    total = (n_frames + r - 1) * hop_size
+    blocks = torch.nn.functional.pad(audio[..., :total], (0, max(0, total - n)))
+    return blocks.reshape(*audio.shape[:-1], n_frames + r - 1, hop_size)
+
+
 def frame(audio: Tensor, frame_size: int, hop_size: int, pad_end: bool = True) -> Tensor:
     """[batch, n] -> [batch, n_frames, frame_size]; pad_end gives ceil(n / hop) frames.
 
@@ -42,9 +50,7 @@ def frame(audio: Tensor, frame_size: int, hop_size: int, pad_end: bool = True) -
         n_frames = (n - frame_size) // hop_size + 1
     if frame_size % hop_size == 0:
         r = frame_size // hop_size
-        total = (n_frames + r - 1) * hop_size
-        blocks = torch.nn.functional.pad(audio[..., :total], (0, max(0, total - n)))
-        blocks = blocks.reshape(*audio.shape[:-1], n_frames + r - 1, hop_size)
+        blocks = _hop_blocks(audio, n_frames, r, hop_size)
         return torch.cat([blocks[..., i:i + n_frames, :] for i in range(r)], dim=-1)
     if pad_end:
         audio = torch.nn.functional.pad(audio, (0, max(0, (n_frames - 1) * hop_size + frame_size - n)))
@@ -106,10 +112,7 @@ def windowed_frames(audio: Tensor, frame_size: int, hop_size: int, window: Tenso
         return frame(audio, frame_size, hop_size, pad_end) * window
     n_frames = max(1, -(-n // hop_size))
     r = frame_size // hop_size
-    total = (n_frames + r - 1) * hop_size
-    blocks = torch.nn.functional.pad(audio[..., :total], (0, max(0, total - n)))
-    blocks = blocks.reshape(*audio.shape[:-1], n_frames + r - 1, hop_size)
-    return _FramesWindowed.apply(blocks, window, r, n_frames)
+    return _FramesWindowed.apply(_hop_blocks(audio, n_frames, r, hop_size), window, r, n_frames)
 
 
 def stft(audio: Tensor, frame_size: int = 2048, overlap: float = 0.75, pad_end: bool = True) -> Tensor:

@@ -19,12 +19,11 @@ def _figure(target: np.ndarray, synth: np.ndarray, outputs: dict, sample_rate: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..dsp import amplitude_to_db, compute_mag
+    from ..media import spectrogram_db
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 6))
     for ax, audio, title in ((axes[0, 0], target, "target"), (axes[0, 1], synth, "resynthesis")):
-        mag = compute_mag(torch.as_tensor(audio)[None], 1024)[0]
-        db = amplitude_to_db(mag, ref_db=float(amplitude_to_db(mag.max().clamp(min=1e-9))))
+        db = spectrogram_db(audio)
         ax.imshow(db.T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
                   extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000))
         ax.set_title(title)
