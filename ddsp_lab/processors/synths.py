@@ -31,7 +31,6 @@ class Harmonic(Processor):
                  amp_resample_method: str = "window", n_harmonics: int | None = None):
         super().__init__()
         self.n_samples, self.sample_rate = n_samples, sample_rate
-        self.scale_fn_name = scale_fn
         self.scale_fn = get_scale_fn(scale_fn)
         self.normalize_below_nyquist = normalize_below_nyquist
         self.amp_resample_method = amp_resample_method
@@ -69,7 +68,6 @@ class FilteredNoise(Processor):
                  n_bands: int | None = None):
         super().__init__()
         self.n_samples, self.window_size = n_samples, window_size
-        self.scale_fn_name = scale_fn
         self.scale_fn = get_scale_fn(scale_fn)
         self.initial_bias = initial_bias
         self.n_bands = n_bands
@@ -104,7 +102,6 @@ class Wavetable(Processor):
                  scale_fn: str | None = "exp_sigmoid", n_wavetable: int | None = None):
         super().__init__()
         self.n_samples, self.sample_rate = n_samples, sample_rate
-        self.scale_fn_name = scale_fn
         self.scale_fn = get_scale_fn(scale_fn)
         self.n_wavetable = n_wavetable
 
