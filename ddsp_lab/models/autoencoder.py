@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from .. import dsp
 from ..processors import ProcessorGroup
 
 
@@ -133,7 +134,8 @@ class DDSPAutoencoder(pl.LightningModule):
     @torch.no_grad()
     def resynthesis_metrics(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Loudness L1 (dB) between target and resynthesis; with f0_metric, f0 L1 in cents between
-        CREPE (tiny) on both, over frames where CREPE is confident (> 0.5) on both."""
+        CREPE (tiny) on both, over frames where CREPE is confident (> 0.5) on both; with an encoder
+        that predicts f0, its f0 L1 in cents against the dataset's f0 where that is confident."""
         from ..data.features import CrepeF0, compute_loudness_frames
 
         audio = outputs[self.synth.output].float()
@@ -146,9 +148,14 @@ class DDSPAutoencoder(pl.LightningModule):
                 self._crepe = CrepeF0("tiny", viterbi=False, device=str(self.device))
             f0_t, c_t = self._crepe(target, self.sample_rate, self.frame_rate)
             f0_x, c_x = self._crepe(audio, self.sample_rate, self.frame_rate)
-            mask = ((c_t > 0.5) & (c_x > 0.5)).float()
-            cents = 1200 * torch.abs(torch.log2(f0_x.clamp(min=1e-3) / f0_t.clamp(min=1e-3)))
-            metrics["f0_l1_cents"] = ((cents * mask).sum() / mask.sum().clamp(min=1)).to(self.device)
+            metrics["f0_l1_cents"] = _cents_l1(f0_x, f0_t, (c_t > 0.5) & (c_x > 0.5)).to(self.device)
+        if getattr(self.encoder, "predicts_f0", False) and "f0_hz" in batch:
+            f0_data = batch["f0_hz"].float()
+            f0_data = f0_data if f0_data.dim() == 3 else f0_data[..., None]
+            confident = batch.get("f0_confidence", torch.ones_like(f0_data))
+            confident = (confident if confident.dim() == 3 else confident[..., None]) > 0.5
+            f0_pred = dsp.resample(outputs["f0_hz"].float(), f0_data.shape[1])
+            metrics["f0_encoder_l1_cents"] = _cents_l1(f0_pred, f0_data, confident)
         return metrics
 
     config: dict | None = None  # the resolved Hydra config of its parts, saved in checkpoints
@@ -171,3 +178,10 @@ class DDSPAutoencoder(pl.LightningModule):
         if self.scheduler_fn is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_fn(opt), "interval": "step"}}
+
+
+def _cents_l1(f0_hz: Tensor, f0_ref_hz: Tensor, mask: Tensor) -> Tensor:
+    """Mean |cents| between two f0 curves over the frames where mask is true (0 where none)."""
+    cents = 1200.0 * torch.abs(torch.log2(f0_hz.clamp(min=1e-3) / f0_ref_hz.clamp(min=1e-3)))
+    mask = mask.to(cents.dtype)
+    return (cents * mask).sum() / mask.sum().clamp(min=1.0)
