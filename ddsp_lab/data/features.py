@@ -66,6 +66,8 @@ class CrepeF0:
 
     def __init__(self, model: str = "full", viterbi: bool = True, device: str | None = None,
                  batch_frames: int = 1024):
+        if model not in ("full", "tiny"):
+            raise ValueError(f"crepe_model must be 'full' or 'tiny', got {model!r}")
         from .._crepe import load_crepe
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
