@@ -79,7 +79,8 @@ def synthetic_batch(n_batch: int, cfg, device: str, seed: int = 0) -> dict[str, 
     t = torch.arange(n_frames) / cfg.frame_rate  # seconds
     f0_hz = (200.0 + 400.0 * torch.rand(n_batch, 1, generator=g)) * (1 + 0.01 * torch.sin(2 * torch.pi * 5.5 * t))
     swell = 0.5 - 0.5 * torch.cos(2 * torch.pi * t / cfg.example_seconds)  # one crescendo per example
-    loudness_db = -40.0 + 30.0 * swell * torch.rand(n_batch, 1, generator=g).add(0.5).clamp(max=1.0)
+    level = 0.5 + 0.5 * torch.rand(n_batch, 1, generator=g)
+    loudness_db = -40.0 + 30.0 * swell * level  # -40 dB up to between -25 and -10 dB
     amps = dsp.db_to_amplitude(loudness_db)[..., None]
     dist = (1.0 / torch.arange(1, 9)).expand(n_batch, n_frames, 8)  # 8 harmonics, 1/k
     audio = dsp.harmonic_synthesis(f0_hz[..., None], amps, harmonic_distribution=dist,
@@ -324,7 +325,8 @@ def main() -> None:
     cfg = compose_config(args.device, args.precision)
     print(f"solo_violin training step: {cfg.n_samples} samples, {cfg.n_frames} frames, {cfg.n_harmonics} "
           f"harmonics, precision {precision_of(cfg)}; {args.device}, {args.threads} threads, torch "
-          f"{torch.__version__}; median of {args.steps} steps after {args.warmup} warm-up")
+          f"{torch.__version__}; median of {args.steps} steps after {args.warmup} warm-up; "
+          f"load average {os.getloadavg()[0]:.1f} (other jobs on the cores distort CPU figures)")
     rows: list[dict] = []
     for n_batch in (int(b) for b in args.batch.split(",")):
         for mode in modes:

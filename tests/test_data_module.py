@@ -45,10 +45,37 @@ def test_random_crops_are_frame_aligned_and_reproducible(prepared):
     start = next(s for s in range(0, 16000 - n + 1, 64) if torch.equal(audio[s:s + n], a["audio"]))
     assert torch.equal(a["f0_hz"][:, 0], torch.as_tensor(row["f0_hz"][start // 64:start // 64 + frames]))
     starts = set()
-    for epoch in range(6):  # crops move between epochs
-        data.epoch = epoch
-        starts.add(tuple(data[0]["f0_hz"][:3, 0].tolist()))
+    for round_ in range(6):  # crops move between shuffle rounds
+        starts.add(tuple(data[(0, round_)]["f0_hz"][:3, 0].tolist()))
     assert len(starts) > 1
+
+
+def test_train_batch_stream_is_a_function_of_the_batch_position(prepared):
+    """Batch j depends on j alone (so a resumed run continues the stream exactly), every round is a
+    permutation, and starting at position p yields the batches p, p + 1, ..."""
+    from ddsp_lab.data.datamodule import TrainBatchStream
+
+    stream = TrainBatchStream(10, 4, seed=3)
+    assert len(stream) == 3
+    whole = [stream.batch(j) for j in range(10)]
+    items = [item for b in whole for item in b]
+    for r in range(3):
+        assert sorted(i for i, rr in items if rr == r) == list(range(10))  # each round: every example once
+    late = TrainBatchStream(10, 4, seed=3, position=lambda: 4)
+    assert list(late) == whole[4:7]
+    assert TrainBatchStream(10, 4, seed=4).batch(0) != whole[0]
+    ranks = [TrainBatchStream(10, 4, seed=3, rank=k, world_size=3) for k in range(3)]
+    first_round = [i for s in ranks for b in (s.batch(0),) for i, r in b if r == 0]
+    assert len(first_round) == len(set(first_round)) == 9  # disjoint shares, one example sits out
+
+
+def test_dataloader_batches_follow_the_stream(prepared):
+    dm = DDSPDataModule(str(prepared), batch_size=2, crop_seconds=0.25)
+    dm.setup()
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader.batch_sampler)
+    assert batches[1]["index"].tolist() == [i for i, _ in loader.batch_sampler.batch(1)]
 
 
 def test_config_mismatch_and_missing_path_fail_clearly(prepared, tmp_path):
@@ -66,7 +93,6 @@ DDP_SCRIPT = textwrap.dedent('''
     dm = DDSPDataModule(path, batch_size=2)
     dm.setup()
     loader = dm.train_dataloader()
-    loader.sampler.set_epoch(0)
     seen = torch.cat([b["index"] for b in loader])
     gathered = [torch.zeros_like(seen) for _ in range(world)]
     dist.all_gather(gathered, seen)
@@ -91,5 +117,5 @@ def test_ddp_two_ranks_see_each_training_example_once(prepared, tmp_path):
     assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
     line = next(l for l in outs[0][0].splitlines() if l.startswith("SEEN"))
     seen, n_train = eval(line[5:line.rindex("]") + 1]), int(line.rsplit(" ", 1)[1])
-    assert len(seen) == len(set(seen)), "an example was served twice in one epoch"
+    assert len(seen) == len(set(seen)), "an example was served twice in one round"
     assert len(seen) >= n_train - 1 and set(seen) <= set(range(n_train))

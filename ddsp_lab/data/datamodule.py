@@ -3,8 +3,12 @@
 Batches are dicts: index [batch] (row in the split), audio [batch, n_samples] float32, f0_hz / f0_confidence / loudness_db
 [batch, n_frames, 1] float32 (n_samples = n_frames * hop). Training can take random frame-aligned
 crops (crop_seconds); validation and test take the first crop_seconds (or whole examples).
-Under DDP each rank reads its own part of a per-epoch shuffle (DistributedSampler, drop_last:
-no example repeats within an epoch; at most world_size - 1 are left for the next epoch).
+
+Training batches form one stream fixed by the seed (`TrainBatchStream`): the j-th batch of a run is
+a function of j alone: shuffle round r = a permutation seeded by (seed, r), split between DDP ranks
+(each rank its own part, no example twice in a round), crops seeded by (seed, r, index). A resumed
+run reads the stream from the number of batches already trained, so it sees exactly the batches an
+uninterrupted run would have seen, whether it stopped mid-epoch or at an epoch's end.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .prepare import load_prepared
 
@@ -27,24 +31,66 @@ class PreparedExamples(Dataset):
     def __init__(self, ds, hop: int, crop_frames: int | None, random_crop: bool, seed: int = 0):
         self.ds = ds.with_format("numpy", columns=["audio", *FRAME_KEYS])
         self.hop, self.crop_frames, self.random_crop, self.seed = hop, crop_frames, random_crop, seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, item) -> dict[str, torch.Tensor]:
+        """item: a row index, or (row index, shuffle round) from TrainBatchStream (the round seeds
+        the random crop)."""
+        index, round_ = (item, 0) if isinstance(item, (int, np.integer)) else item
         row = self.ds[int(index)]
         n_frames = len(row["f0_hz"])
         start, length = 0, n_frames
         if self.crop_frames is not None and self.crop_frames < n_frames:
             length = self.crop_frames
-            if self.random_crop:  # reproducible per (seed, epoch, index), any worker layout
-                rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+            if self.random_crop:  # reproducible per (seed, round, index), any worker layout
+                rng = np.random.default_rng((self.seed, int(round_), int(index)))
                 start = int(rng.integers(0, n_frames - length + 1))
         out = {"index": torch.tensor(int(index)), "audio": torch.as_tensor(row["audio"][start * self.hop:(start + length) * self.hop], dtype=torch.float32)}
         for key in FRAME_KEYS:
             out[key] = torch.as_tensor(row[key][start:start + length], dtype=torch.float32)[:, None]
         return out
+
+
+class TrainBatchStream(Sampler):
+    """Batch sampler: batch j of the run is stream items [j * batch_size, (j + 1) * batch_size) of
+    this rank, where the stream concatenates shuffle rounds r = 0, 1, ...: a permutation of the
+    examples seeded by (seed, r), of which rank k takes items k, k + world_size, ... (an equal
+    share; at most world_size - 1 examples sit out a round). Yields lists of (index, round).
+
+    Args:
+        n_examples, batch_size, seed, rank, world_size.
+        position: callable giving the number of batches already trained (read at each new
+            iteration, i.e. each epoch); None: 0.
+    An epoch is ceil(share / batch_size) batches; batches straddle rounds, so all are full.
+    """
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 position=None):
+        if n_examples < world_size:
+            raise ValueError(f"the train split has {n_examples} examples, fewer than the {world_size} processes")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n_examples, batch_size, seed, rank, world_size
+        self.share = n_examples // world_size
+        self.position = position or (lambda: 0)
+
+    def __len__(self) -> int:
+        return -(-self.share // self.batch_size)
+
+    def _round(self, r: int) -> np.ndarray:
+        order = np.random.default_rng((self.seed, r)).permutation(self.n)
+        return order[self.rank::self.world][: self.share]
+
+    def batch(self, j: int) -> list[tuple[int, int]]:
+        """The j-th batch of the run on this rank."""
+        items = range(j * self.batch_size, (j + 1) * self.batch_size)
+        rounds = {r: self._round(r) for r in {i // self.share for i in items}}
+        return [(int(rounds[i // self.share][i % self.share]), i // self.share) for i in items]
+
+    def __iter__(self):
+        start = int(self.position())
+        for j in range(start, start + len(self)):
+            yield self.batch(j)
 
 
 class DDSPDataModule(pl.LightningDataModule):
@@ -89,13 +135,20 @@ class DDSPDataModule(pl.LightningDataModule):
 
             warnings.warn(f"the {split} split of {self.path} is empty: no {split} batches", stacklevel=2)
             return []
-        sampler = None
+        rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = DistributedSampler(data, shuffle=shuffle, seed=self.seed, drop_last=shuffle)
-        elif shuffle:
-            sampler = torch.utils.data.RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
-        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, drop_last=False)  # workers re-created each epoch: they see set_epoch
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        if not shuffle:  # each rank validates its share (the trainer runs with use_distributed_sampler=False)
+            sampler = DistributedSampler(data, world, rank, shuffle=False) if world > 1 else None
+            return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                              pin_memory=self.pin_memory)
+        stream = TrainBatchStream(len(data), self.batch_size, self.seed, rank, world, self._batches_trained)
+        return DataLoader(data, batch_sampler=stream, num_workers=self.num_workers, pin_memory=self.pin_memory)
+
+    def _batches_trained(self) -> int:
+        """Batches the trainer has completed in the whole run (restored on resume), else 0."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.fit_loop.epoch_loop.batch_progress.total.completed if trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -105,8 +158,3 @@ class DDSPDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by DDSPAutoencoder.on_train_epoch_start: new crops each epoch."""
-        for split in self.splits.values():
-            split.epoch = epoch

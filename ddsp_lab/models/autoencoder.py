@@ -2,8 +2,10 @@
 every part a module built from config."""
 from __future__ import annotations
 
+import random
 from typing import Callable, Mapping
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -78,11 +80,6 @@ class DDSPAutoencoder(pl.LightningModule):
             terms = {name: loss(target, audio) for name, loss in self.losses.items()}
         terms["total"] = sum(self.loss_weights[k] * v for k, v in terms.items())
         return terms
-
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if hasattr(datamodule, "set_epoch"):  # new random crops each epoch
-            datamodule.set_epoch(self.current_epoch)
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch, self(batch))
@@ -163,6 +160,16 @@ class DDSPAutoencoder(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.config is not None:
             checkpoint["ddsp_lab_config"] = self.config
+        checkpoint["rng_states"] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        # Restored here, not at load: the sanity-check validation in between draws noise too.
+        states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if states is not None:
+            _set_rng_states(states)
 
     @torch.no_grad()
     def synthesize(self, f0_hz: Tensor, loudness_db: Tensor, **features: Tensor) -> Tensor:
@@ -185,3 +192,22 @@ def _cents_l1(f0_hz: Tensor, f0_ref_hz: Tensor, mask: Tensor) -> Tensor:
     cents = 1200.0 * torch.abs(torch.log2(f0_hz.clamp(min=1e-3) / f0_ref_hz.clamp(min=1e-3)))
     mask = mask.to(cents.dtype)
     return (cents * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _rng_states() -> dict:
+    """The global random states a training step draws from (the noise synth, dropout...)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),  # tensors and ints: weights_only loads
+              "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
