@@ -102,6 +102,11 @@ def _run_training(cfg, validate_first: bool = False):
     model.config = {k: OmegaConf.to_container(cfg[k], resolve=True) if cfg[k] is not None else None
                     for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    if logger:  # the resolved config and the model's size, on the dashboard
+        n_params = sum(p.numel() for p in model.parameters())
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "n_parameters": n_params,
+                                "n_trainable_parameters": n_trainable})
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     return fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first)
 

@@ -122,6 +122,8 @@ def test_offline_wandb_run_holds_the_logged_audio_and_images(demo_data, tmp_path
     media = offline[0] / "files" / "media"
     assert list(media.rglob("*.wav")) and list(media.rglob("*.png"))
     assert list((run / "media").rglob("*_resynthesis.wav")) and list((run / "media").rglob("example0.png"))
+    record = next(offline[0].glob("run-*.wandb")).read_bytes()  # holds the config until `wandb sync`
+    assert b"n_parameters" in record and b"harmonic_distribution" in record  # the model's size, resolved config
 
 
 def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tmp_path):
