@@ -5,7 +5,8 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 
 
 def build_model(cfg, **overrides) -> pl.LightningModule:
@@ -29,8 +30,13 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
         resume=False, callbacks: list | None = None, validate_first: bool = False):
     """Fits; returns (final logged metrics, validation metrics before training or None)."""
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=None)
-    trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, logger=logger, callbacks=[checkpoint, *(callbacks or [])],
-                                                  default_root_dir=str(run_dir))
+    trainer_cfg = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(trainer_cfg) else dict(trainer_cfg)
+    # The bar reads its metrics from the device (a host sync) at each refresh: on GPUs, refresh
+    # only every few steps (trainer.progress_bar_refresh_steps) to keep the step free of syncs.
+    refresh = int(trainer_cfg.pop("progress_bar_refresh_steps", 1))
+    extra = [TQDMProgressBar(refresh_rate=refresh)] if trainer_cfg.get("enable_progress_bar", True) else []
+    trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, logger=logger, default_root_dir=str(run_dir),
+                                                  callbacks=[checkpoint, *extra, *(callbacks or [])])
     initial = None
     if validate_first:
         initial = {k: float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
