@@ -23,22 +23,36 @@ def _input_sizes(input_keys, input_sizes) -> tuple[int, ...]:
     return sizes
 
 
-def _inputs(decoder: nn.Module, features: dict[str, Tensor]) -> list[Tensor]:
-    missing = [k for k in decoder.input_keys if k not in features]
-    if missing:
-        raise ValueError(f"{type(decoder).__name__} needs {missing} among the features {sorted(features)}")
-    return [features[k] for k in decoder.input_keys]
+class _FcDecoder(nn.Module):
+    """An MLP per input -> [optional GRU] -> MLP over [inputs(, GRU output)] -> dense, split by name."""
+
+    def __init__(self, ch: int, layers_per_stack: int, input_keys: Sequence[str], input_sizes: Sequence[int] | None,
+                 output_splits, layer_norm_eps: float, leaky_slope: float, rnn_channels: int = 0):
+        super().__init__()
+        self.input_keys = tuple(input_keys)
+        sizes = _input_sizes(self.input_keys, input_sizes)
+        self.output_splits = _splits(output_splits)
+        stack = lambda n_in: FcStack(n_in, ch, layers_per_stack, layer_norm_eps, leaky_slope)  # noqa: E731
+        self.input_stacks = nn.ModuleList(stack(n) for n in sizes)
+        self.rnn = nn.GRU(ch * len(sizes), rnn_channels, batch_first=True) if rnn_channels else None
+        self.out_stack = stack(ch * len(sizes) + rnn_channels)
+        self.dense_out = nn.Linear(ch, sum(n for _, n in self.output_splits))
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        missing = [k for k in self.input_keys if k not in features]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs {missing} among the features {sorted(features)}")
+        hidden = [s(features[k]) for s, k in zip(self.input_stacks, self.input_keys)]
+        if self.rnn is not None:
+            hidden.append(self.rnn(torch.cat(hidden, dim=-1))[0])
+        x = self.dense_out(self.out_stack(torch.cat(hidden, dim=-1)))
+        outputs = dict(features)
+        for (name, _), value in zip(self.output_splits, torch.split(x, [n for _, n in self.output_splits], -1)):
+            outputs[name] = value
+        return outputs
 
 
-def _split_outputs(decoder: nn.Module, features: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
-    """[b, t, sum of sizes] -> the features plus one entry per named output."""
-    outputs = dict(features)
-    for (name, _), value in zip(decoder.output_splits, torch.split(x, [n for _, n in decoder.output_splits], -1)):
-        outputs[name] = value
-    return outputs
-
-
-class RnnFcDecoder(nn.Module):
+class RnnFcDecoder(_FcDecoder):
     """The paper's decoder: an MLP per input -> GRU -> MLP over [inputs, GRU output] -> dense, split
     by name into the synth stack's controls.
 
@@ -56,20 +70,10 @@ class RnnFcDecoder(nn.Module):
                  input_keys: Sequence[str] = ("ld_scaled", "f0_scaled"), input_sizes: Sequence[int] | None = None,
                  output_splits=(("amps", 1), ("harmonic_distribution", 60), ("noise_magnitudes", 65)),
                  layer_norm_eps: float = REFERENCE_LAYER_NORM_EPS, leaky_slope: float = REFERENCE_LEAKY_SLOPE):
-        super().__init__()
-        self.input_keys = tuple(input_keys)
-        sizes = _input_sizes(self.input_keys, input_sizes)
-        self.output_splits = _splits(output_splits)
-        stack = lambda n_in: FcStack(n_in, ch, layers_per_stack, layer_norm_eps, leaky_slope)  # noqa: E731
-        self.input_stacks = nn.ModuleList(stack(n) for n in sizes)
-        self.rnn = nn.GRU(ch * len(sizes), rnn_channels, batch_first=True)
-        self.out_stack = stack(ch * len(sizes) + rnn_channels)
-        self.dense_out = nn.Linear(ch, sum(n for _, n in self.output_splits))
-
-    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden = [s(x) for s, x in zip(self.input_stacks, _inputs(self, features))]
-        x, _ = self.rnn(torch.cat(hidden, dim=-1))
-        return _split_outputs(self, features, self.dense_out(self.out_stack(torch.cat(hidden + [x], dim=-1))))
+        if rnn_channels < 1:
+            raise ValueError(f"rnn_channels must be >= 1 (decoder=mlp has no GRU), got {rnn_channels}")
+        super().__init__(ch, layers_per_stack, input_keys, input_sizes, output_splits, layer_norm_eps, leaky_slope,
+                         rnn_channels)
 
     def load_reference_weights(self, weights: dict[str, Tensor]) -> None:
         """Load the reference's (Keras) weights by structural name: in{i}_fc{j}_dense_kernel/_bias,
@@ -88,7 +92,7 @@ class RnnFcDecoder(nn.Module):
         load_keras_dense(self.dense_out, weights["dense_out_kernel"], weights["dense_out_bias"])
 
 
-class MlpDecoder(nn.Module):
+class MlpDecoder(_FcDecoder):
     """Feed-forward only (no recurrence): an MLP per input -> MLP over their concatenation -> dense,
     split by name into the synth stack's controls. Every frame is decoded independently: cheaper
     than RnnFcDecoder and streamable frame by frame, at the cost of temporal context.
@@ -100,15 +104,4 @@ class MlpDecoder(nn.Module):
                  input_keys: Sequence[str] = ("ld_scaled", "f0_scaled"), input_sizes: Sequence[int] | None = None,
                  output_splits=(("amps", 1), ("harmonic_distribution", 60), ("noise_magnitudes", 65)),
                  layer_norm_eps: float = REFERENCE_LAYER_NORM_EPS, leaky_slope: float = REFERENCE_LEAKY_SLOPE):
-        super().__init__()
-        self.input_keys = tuple(input_keys)
-        sizes = _input_sizes(self.input_keys, input_sizes)
-        self.output_splits = _splits(output_splits)
-        stack = lambda n_in: FcStack(n_in, ch, layers_per_stack, layer_norm_eps, leaky_slope)  # noqa: E731
-        self.input_stacks = nn.ModuleList(stack(n) for n in sizes)
-        self.out_stack = stack(ch * len(sizes))
-        self.dense_out = nn.Linear(ch, sum(n for _, n in self.output_splits))
-
-    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        hidden = [s(x) for s, x in zip(self.input_stacks, _inputs(self, features))]
-        return _split_outputs(self, features, self.dense_out(self.out_stack(torch.cat(hidden, dim=-1))))
+        super().__init__(ch, layers_per_stack, input_keys, input_sizes, output_splits, layer_norm_eps, leaky_slope)
