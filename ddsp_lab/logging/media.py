@@ -30,8 +30,11 @@ def _figure(target: np.ndarray, synth: np.ndarray, outputs: dict, sample_rate: i
         ax.set_ylabel("kHz")
     for ax, key in ((axes[0, 2], "f0_hz"), (axes[1, 0], "loudness_db")):
         if key in outputs:
-            ax.plot(outputs[key][0, :, 0].detach().float().cpu().numpy())
+            ax.plot(outputs[key][0, :, 0].detach().float().cpu().numpy(), label="model")
             ax.set_title(key)
+    if "f0_hz_data" in outputs:  # an f0 encoder's prediction against the dataset's (CREPE) f0
+        axes[0, 2].plot(outputs["f0_hz_data"][0, :, 0].detach().float().cpu().numpy(), "--", label="data (CREPE)")
+        axes[0, 2].legend()
     for ax, key in ((axes[1, 1], "harmonic/harmonic_distribution"), (axes[1, 2], "noise/magnitudes")):
         if key in outputs:
             ax.imshow(outputs[key][0].detach().float().cpu().numpy().T, origin="lower", aspect="auto")
@@ -72,6 +75,8 @@ class MediaLogger(pl.Callback):
         batch = {k: v.to(pl_module.device) for k, v in self._batch.items()}
         outputs = pl_module(batch)
         pl_module.train(was_training)
+        if getattr(pl_module.encoder, "predicts_f0", False) and "f0_hz" in batch:
+            outputs = {**outputs, "f0_hz_data": batch["f0_hz"]}
         synth = outputs[pl_module.synth.output].float().cpu().numpy()
         sample_rate = int(getattr(pl_module.synth.processors[0], "sample_rate", 16000))
         out_dir = Path(trainer.default_root_dir) / "media" / f"step-{step:07d}"
