@@ -265,3 +265,21 @@ def test_the_readme_main_job_drives_the_validation_loss_down_by_60_percent(tmp_p
     run = tmp_path / "qs" / "run"
     assert list((run / "media").rglob("*_resynthesis.wav")) and list((run / "wandb").glob("offline-run-*"))
     assert str(run) in out.stdout
+
+
+def test_unsupervised_model_trains_end_to_end_with_the_crepe_loss(demo_data, tmp_path):
+    """nsynth_unsupervised, shrunk for CPU: f0 from the ResNet encoder, the CREPE perceptual loss
+    logged as its own term, the encoder's f0 error against the dataset's as a validation metric."""
+    run = tmp_path / "u"
+    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=nsynth_unsupervised", "data=demo",
+                          f"data.path={demo_data}", f"run_dir={run}", "example_seconds=1.0", "decoder=rnn_fc_tiny",
+                          "encoder.encoders.z.rnn_channels=16", "encoder.encoders.f0.channels=[8,16]",
+                          "encoder.encoders.f0.blocks=[1,1]", "trainer.max_steps=3", "trainer.val_check_interval=3",
+                          "logger=csv", "model.f0_metric=false", "data.datamodule.batch_size=2",
+                          "data.datamodule.num_workers=0", "trainer.enable_progress_bar=false",
+                          "callbacks.media.every_n_steps=3"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "train/crepe" in out.stdout and "val/f0_encoder_l1_cents" in out.stdout
+    assert list((run / "media" / "step-0000003").glob("example0.png"))
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert not any("crepe" in k for k in ckpt["state_dict"])  # the frozen CREPE weights are not saved
