@@ -28,6 +28,10 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     assert model.synth.external_inputs()["harmonic_distribution"] == cfg.n_harmonics
 
 
+def test_logger_none_composes_to_no_logger(tmp_path):
+    assert _compose(["logger=none", f"run_dir={tmp_path}", f"data.path={tmp_path}"]).logger is None
+
+
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
@@ -105,6 +109,14 @@ def test_bad_configs_fail_at_start(demo_data, tmp_path):
     assert out.returncode != 0 and "sample_rate" in out.stderr
     out = _train([f"data.path={demo_data}", f"run_dir={tmp_path / 'd'}", "resume=true"], tmp_path)
     assert out.returncode != 0 and "resume" in out.stderr
+    out = _train([f"data.path={demo_data}", f"run_dir={tmp_path / 'e'}", "frame_rate=200"], tmp_path)
+    assert out.returncode != 0 and "frame_rate=250" in out.stderr
+    for group in ("synth", "encoder"):  # an unknown synth stack or encoder: Hydra lists the known ones
+        out = _train([f"data.path={demo_data}", f"run_dir={tmp_path / group}", f"{group}=no_such_{group}"], tmp_path)
+        assert out.returncode != 0 and f"Could not find '{group}/no_such_{group}'" in out.stderr, out.stderr[-2000:]
+    out = _train([f"data.path={demo_data}", f"run_dir={tmp_path / 'f'}",
+                  "synth.nodes.0.processor._target_=ddsp_lab.processors.NoSuchSynth"], tmp_path)
+    assert out.returncode != 0 and "NoSuchSynth" in out.stderr
 
 
 def test_offline_wandb_run_holds_the_logged_audio_and_images(demo_data, tmp_path):
@@ -247,7 +259,10 @@ def test_two_process_ddp_on_cpu_completes_and_its_checkpoint_loads(demo_data, tm
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[rank: 1]" in out.stdout + out.stderr  # the second process ran
     ckpt = run / "checkpoints" / "last.ckpt"
-    assert torch.load(ckpt, weights_only=False)["global_step"] == 4
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["global_step"] == 4
+    ranks = saved["rng_states"]  # each rank's random state, for an exact resume
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
     assert ddsp_lab.load(ckpt).synthesize(torch.full((1, 250, 1), 440.0), torch.zeros(1, 250, 1)).shape == (1, 16000)
 
 

@@ -160,10 +160,13 @@ class DDSPAutoencoder(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.config is not None:
             checkpoint["ddsp_lab_config"] = self.config
-        checkpoint["rng_states"] = _rng_states()
+        # every rank's (Lightning builds the checkpoint on all ranks; rank 0 writes it)
+        checkpoint["rng_states"] = _gather_from_ranks(_rng_states())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._rng_to_restore = checkpoint.get("rng_states")
+        per_rank = checkpoint.get("rng_states")
+        if isinstance(per_rank, list) and per_rank:  # this rank's (a run resumed on fewer/more ranks wraps)
+            self._rng_to_restore = per_rank[self.global_rank % len(per_rank)]
 
     def on_train_start(self) -> None:
         # Restored here, not at load: the sanity-check validation in between draws noise too.
@@ -202,6 +205,16 @@ def _rng_states() -> dict:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
+
+
+def _gather_from_ranks(obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] under torch.distributed, else [obj]."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def _set_rng_states(states: dict) -> None:
