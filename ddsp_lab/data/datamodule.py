@@ -73,13 +73,17 @@ class TrainBatchStream(Sampler):
         self.n, self.batch_size, self.seed, self.rank, self.world = n_examples, batch_size, seed, rank, world_size
         self.share = n_examples // world_size
         self.position = position or (lambda: 0)
+        self._rounds: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return -(-self.share // self.batch_size)
 
     def _round(self, r: int) -> np.ndarray:
-        order = np.random.default_rng((self.seed, r)).permutation(self.n)
-        return order[self.rank::self.world][: self.share]
+        if r not in self._rounds:  # batches of one round reuse its permutation (keep two: batches straddle)
+            order = np.random.default_rng((self.seed, r)).permutation(self.n)
+            self._rounds = {k: v for k, v in self._rounds.items() if k == r - 1}
+            self._rounds[r] = order[self.rank::self.world][: self.share]
+        return self._rounds[r]
 
     def batch(self, j: int) -> list[tuple[int, int]]:
         """The j-th batch of the run on this rank."""
