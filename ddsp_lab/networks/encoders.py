@@ -55,12 +55,12 @@ class _ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(ch_in, ch_out, 3, stride=(1, freq_stride), padding=1)
         self.conv2 = nn.Conv2d(ch_out, ch_out, 3, padding=1)
         self.shortcut = (nn.Conv2d(ch_in, ch_out, 1, stride=(1, freq_stride))
-                         if ch_in != ch_out or freq_stride != 1 else nn.Identity())
+                         if ch_in != ch_out or freq_stride != 1 else None)  # None: identity
 
     def forward(self, x: Tensor) -> Tensor:
         h = torch.relu(self.norm1(x))
         y = self.conv2(torch.relu(self.norm2(self.conv1(h))))
-        return y + (self.shortcut(h) if not isinstance(self.shortcut, nn.Identity) else x)
+        return y + (self.shortcut(h) if self.shortcut is not None else x)
 
 
 class F0ResNetEncoder(nn.Module):
