@@ -244,25 +244,39 @@ def test_fp16_mixed_precision_trains_with_the_grad_scaler(demo_data, tmp_path):
     assert min(losses[k] for k in range(15, 20)) < losses[0]
 
 
-def test_two_process_ddp_on_cpu_completes_and_its_checkpoint_loads(demo_data, tmp_path):
+def test_two_process_ddp_on_cpu_completes_its_checkpoint_loads_and_resumes_exactly(demo_data, tmp_path):
+    """2 ranks (gloo): the run completes, the checkpoint loads, and a run stopped after 2 steps and
+    resumed logs the same losses for steps 3-4 as the uninterrupted one (each rank's data share
+    and random state continue)."""
     import os
 
     import ddsp_lab
 
-    run = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny", "logger=csv",
-                          f"data.path={demo_data}", f"run_dir={run}", "trainer.max_steps=4",
-                          "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
-                          "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-                          "model.f0_metric=false"], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
+
+    def ddp_train(run, *args):
+        out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny", "logger=csv",
+                              f"data.path={demo_data}", f"run_dir={run}", "trainer.val_check_interval=2",
+                              "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+                              "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                              "model.f0_metric=false", *args], capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out
+
+    run, parts = tmp_path / "run", tmp_path / "parts"
+    out = ddp_train(run, "trainer.max_steps=4")
     assert "[rank: 1]" in out.stdout + out.stderr  # the second process ran
     ckpt = run / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, weights_only=False)
     assert saved["global_step"] == 4
     ranks = saved["rng_states"]  # each rank's random state, for an exact resume
     assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    ddp_train(parts, "trainer.max_steps=2")
+    ddp_train(parts, "trainer.max_steps=4", "resume=true")
+    expected, resumed = _train_losses(run), _train_losses(parts)
+    assert sorted(expected) == [0, 1, 2, 3]
+    assert [resumed[k] for k in (2, 3)] == pytest.approx([expected[k] for k in (2, 3)], rel=1e-5), (expected, resumed)
     assert ddsp_lab.load(ckpt).synthesize(torch.full((1, 250, 1), 440.0), torch.zeros(1, 250, 1)).shape == (1, 16000)
 
 
