@@ -17,10 +17,14 @@ def build_model(cfg, **overrides) -> pl.LightningModule:
 
 
 def resolve_resume(resume, run_dir: Path) -> str | None:
-    """resume: False/None (fresh), True (the run directory's last checkpoint), or a checkpoint path."""
+    """resume: False/None (fresh), True (the run directory's last checkpoint, which must exist),
+    'auto' (that checkpoint if it exists, else fresh: for jobs a cluster may requeue), or a path."""
     if resume in (None, False, "false", "False"):
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if resume in (True, "true", "True") else Path(str(resume))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume == "auto":
+        return str(last) if last.exists() else None
+    path = last if resume in (True, "true", "True") else Path(str(resume))
     if not path.exists():
         raise FileNotFoundError(f"resume: no checkpoint at {path}")
     return str(path)

@@ -312,3 +312,14 @@ def test_unsupervised_model_trains_end_to_end_with_the_crepe_loss(demo_data, tmp
     assert list((run / "media" / "step-0000003").glob("example0.png"))
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert not any("crepe" in k for k in ckpt["state_dict"])  # the frozen CREPE weights are not saved
+
+
+def test_resume_modes(tmp_path):
+    from ddsp_lab.train import resolve_resume
+
+    assert resolve_resume(False, tmp_path) is None and resolve_resume("auto", tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="resume: no checkpoint"):
+        resolve_resume(True, tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert resolve_resume("auto", tmp_path) == resolve_resume(True, tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
