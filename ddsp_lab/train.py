@@ -18,12 +18,14 @@ def build_model(cfg, **overrides) -> pl.LightningModule:
 
 def resolve_resume(resume, run_dir: Path) -> str | None:
     """resume: False/None (fresh), True (the run directory's last checkpoint, which must exist),
-    'auto' (that checkpoint if it exists, else fresh: for jobs a cluster may requeue), or a path."""
+    'auto' (for jobs a cluster may requeue: the newer of that checkpoint and Lightning's SLURM
+    `hpc_ckpt_*.ckpt` in the run directory, else a fresh start), or a checkpoint path."""
     if resume in (None, False, "false", "False"):
         return None
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume == "auto":
-        return str(last) if last.exists() else None
+        found = [p for p in (last, *run_dir.glob("hpc_ckpt_*.ckpt")) if p.exists()]
+        return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
     path = last if resume in (True, "true", "True") else Path(str(resume))
     if not path.exists():
         raise FileNotFoundError(f"resume: no checkpoint at {path}")

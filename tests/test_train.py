@@ -323,3 +323,8 @@ def test_resume_modes(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert resolve_resume("auto", tmp_path) == resolve_resume(True, tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+    import os
+
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"")  # Lightning's SLURM pre-emption checkpoint, newer
+    os.utime(tmp_path / "checkpoints" / "last.ckpt", (1, 1))
+    assert resolve_resume("auto", tmp_path) == str(tmp_path / "hpc_ckpt_1.ckpt")
