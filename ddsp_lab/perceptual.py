@@ -8,6 +8,8 @@ embedding and passes gradients to the synthesized audio.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -51,7 +53,11 @@ class CrepeEmbeddingLoss(nn.Module):
         audio16 = dsp.resample_audio(audio, self.sample_rate, CREPE_SAMPLE_RATE)
         n_frames = 1 + audio16.shape[-1] // self.hop_length
         frames = crepe_frames(audio16, self.hop_length, n_frames)
-        act = crepe_activations(self._net(frames), frames, self.layer)
+        net = self._net(frames)
+        if frames.device.type == "cpu" and frames.requires_grad and torch.is_grad_enabled():
+            act = _CpuConvBackward.apply(frames, lambda x: crepe_activations(net, x, self.layer))
+        else:
+            act = crepe_activations(net, frames, self.layer)
         return act.reshape(audio.shape[0], n_frames, *act.shape[1:])
 
     def forward(self, target_audio: Tensor, audio: Tensor) -> Tensor:
@@ -62,3 +68,27 @@ class CrepeEmbeddingLoss(nn.Module):
             target = self.embed(target_audio)
         diff = self.embed(audio) - target
         return diff.abs().mean() if self.loss_type == "L1" else diff.square().mean()
+
+
+class _CpuConvBackward(torch.autograd.Function):
+    """CPU only: runs `fn` (the frozen CREPE layers) with oneDNN, which is ~3.5x faster forward for
+    these convolutions, and back-propagates through it with oneDNN off, which is ~5x faster
+    backward (tiny, [4, 32000]: 1.4 s + 1.0 s instead of 1.4 s + 5.3 s). Each convolution picks its
+    backward kernel when the backward runs, so the inner graph's backward runs under the flag."""
+
+    @staticmethod
+    def forward(ctx, frames: Tensor, fn) -> Tensor:
+        with torch.enable_grad():
+            inner = frames.detach().requires_grad_()
+            out = fn(inner)
+        ctx.inner, ctx.out = inner, out
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        with warnings.catch_warnings():  # entering and leaving the flags warn about oneDNN TF32 on Intel GPUs
+            warnings.simplefilter("ignore")
+            with torch.backends.mkldnn.flags(enabled=False):
+                # retain: the inner graph lives as long as this node (a second backward, gradcheck)
+                (grad,) = torch.autograd.grad(ctx.out, ctx.inner, grad_out, retain_graph=True)
+        return grad, None

@@ -121,3 +121,25 @@ def test_mlp_decoder_decodes_each_frame_independently_unlike_the_rnn():
     assert mlp_changed[2] > 1e-4 and float(mlp_changed[[0, 1, 3, 4, 5]].max()) == 0.0
     assert float(rnn_changed[3:].min()) > 1e-6
     assert mlp(x)["amps"].shape == (1, 6, 1)
+
+
+def test_crepe_loss_cpu_backward_path_equals_plain_autograd(monkeypatch):
+    """The CPU path (oneDNN forward, native backward) gives the plain autograd gradient, and passes
+    gradcheck in float64."""
+    from ddsp_lab import perceptual
+
+    loss = CrepeEmbeddingLoss(SR, layer="conv3", hop_length=512)
+    target, start = _tone([440.0], 3000), _tone([466.2], 3000)
+    grads = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setattr(perceptual._CpuConvBackward, "apply", staticmethod(lambda frames, fn: fn(frames)))
+        x = start.clone().requires_grad_()
+        loss(target, x).backward()
+        grads.append(x.grad)
+    assert grads[1].abs().max() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-9)
+    monkeypatch.undo()
+    x64 = torch.randn(1, 1200, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    small = CrepeEmbeddingLoss(SR, layer="conv2", hop_length=512)
+    assert torch.autograd.gradcheck(lambda y: small.embed(y).sum(), (x64,), eps=1e-6, atol=1e-4, fast_mode=True)
