@@ -576,3 +576,16 @@ def test_unknown_scale_fn_raises():
     assert get_scale_fn(None) is None
     x = torch.randn(5)
     torch.testing.assert_close(get_scale_fn("exp_sigmoid")(x), dsp.exp_sigmoid(x))
+
+
+def test_harmonic_tilt_prior_weights_harmonic_k_by_tilt_log2_k_db():
+    from ddsp_lab.processors import Harmonic
+
+    synth = Harmonic(n_samples=640, sample_rate=16000, n_harmonics=8, tilt_db_per_octave=-6.0)
+    flat = Harmonic(n_samples=640, sample_rate=16000, n_harmonics=8)
+    raw = dict(amplitudes=torch.zeros(1, 10, 1), harmonic_distribution=torch.zeros(1, 10, 8),
+               f0_hz=torch.full((1, 10, 1), 100.0))
+    dist = synth.get_controls(**raw)["harmonic_distribution"][0, 0]
+    torch.testing.assert_close(dist[[1, 3, 7]] / dist[[0, 1, 3]], torch.full((3,), 10 ** (-6 / 20)))  # per octave
+    torch.testing.assert_close(dist.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(flat.get_controls(**raw)["harmonic_distribution"][0, 0], torch.full((8,), 1 / 8))
