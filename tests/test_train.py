@@ -138,11 +138,17 @@ def test_offline_wandb_run_holds_the_logged_audio_and_images(demo_data, tmp_path
     assert b"n_parameters" in record and b"harmonic_distribution" in record  # the model's size, resolved config
 
 
-def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tmp_path):
+UNSUPERVISED_SMALL = ["experiment=nsynth_unsupervised", "data=demo", "example_seconds=1.0", "decoder=rnn_fc_tiny",
+                      "encoder.encoders.z.rnn_channels=16", "encoder.encoders.f0.channels=[8,16]",
+                      "encoder.encoders.f0.blocks=[1,1]"]
+
+
+@pytest.mark.parametrize("overrides", [["experiment=tiny"], UNSUPERVISED_SMALL], ids=["supervised", "unsupervised"])
+def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tmp_path, overrides):
     import pytorch_lightning as pl
 
     torch.manual_seed(0)
-    cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
+    cfg = _compose([*overrides, f"data.path={demo_data}", f"run_dir={tmp_path}"])
     model = build_model(cfg, max_consecutive_skips=3)
     dm = DDSPDataModule(str(demo_data), batch_size=1)
     dm.setup()

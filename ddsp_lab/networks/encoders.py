@@ -124,6 +124,9 @@ class F0ResNetEncoder(nn.Module):
         probs = torch.softmax(self.dense_out(x), dim=-1)
         probs = dsp.resample(probs, self.time_steps)
         f0_midi = (probs * self.bin_midi.to(probs.dtype)).sum(-1, keepdim=True)
+        # Non-finite audio gives a non-finite f0; keep f0 in range (on the device, no sync) so that
+        # the synth runs and the step is skipped by the model's guard on its non-finite loss.
+        f0_midi = torch.where(torch.isfinite(f0_midi), f0_midi, self.bin_midi[:1].to(f0_midi.dtype))
         return {**features, "f0_hz": dsp.midi_to_hz(f0_midi), "f0_scaled": f0_midi / F0_RANGE, "f0_probs": probs}
 
 
