@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import dsp
-from ._crepe import CREPE_SAMPLE_RATE, crepe_activations, crepe_frames, load_crepe
+from ._crepe import CREPE_LAYERS, CREPE_SAMPLE_RATE, crepe_activations, crepe_frames, load_crepe
 
 
 class CrepeEmbeddingLoss(nn.Module):
@@ -39,7 +39,10 @@ class CrepeEmbeddingLoss(nn.Module):
             raise ValueError(f"hop_length must be >= 1, got {hop_length}")
         self.sample_rate, self.model, self.layer = sample_rate, model, layer
         self.hop_length, self.loss_type = hop_length, loss_type
-        crepe_activations(load_crepe(model), torch.zeros(1, 1024), layer)  # checks model and layer now
+        if model not in ("full", "tiny"):
+            raise ValueError(f"model must be 'full' or 'tiny', got {model!r}")
+        if layer not in CREPE_LAYERS:
+            raise ValueError(f"layer must be one of {CREPE_LAYERS}, got {layer!r}")
         self._nets: dict[tuple, nn.Module] = {}
 
     def _net(self, like: Tensor) -> nn.Module:
