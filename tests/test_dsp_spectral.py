@@ -13,6 +13,8 @@ import torch
 from ddsp_lab.dsp import (a_weighting_db, compute_logmag, compute_logmel, compute_loudness, compute_mag,
                           compute_mel, compute_mfcc, compute_power, compute_rms_energy, cqt, frame,
                           mel_weight_matrix, safe_log, stft)
+from ddsp_lab.dsp import loudness, spectral
+from ddsp_lab.dsp._cache import CACHE_SIZE
 
 SR_FRAME_RATES = ((16000, 250), (22050, 150), (44100, 300), (48000, 250))  # frame rate | sample rate
 SAMPLE_RATES = (16000, 22050, 44100, 48000)
@@ -204,3 +206,70 @@ def test_cqt_of_a_tone_peaks_at_its_semitone():
     mag = cqt(_sine(440, 16000, 16000), 16000, hop_length=256, fmin=32.70, n_bins=84)
     assert mag.shape[0] == 1 and mag.shape[2] == 84
     assert mag[0, mag.shape[1] // 2].argmax().item() == round(12 * math.log2(440 / 32.70))
+
+
+# --- cached constants (mel, DCT, A-weighting): one build and one copy per device and dtype ------
+
+
+_CACHED = (spectral._mel_matrix, spectral._dct_matrix, loudness._a_weights_power)
+
+
+def _misses() -> tuple[int, ...]:
+    return tuple(c.cache_info().misses for c in _CACHED)
+
+
+def test_mel_matrix_is_cached_per_device_and_dtype(device):
+    a = mel_weight_matrix(64, 1025, 16000, 0.0, 8000.0, torch.float32, device)
+    assert mel_weight_matrix(64, 1025, 16000, 0.0, 8000.0, torch.float32, device) is a
+    assert a.device.type == device.type and a.dtype == torch.float32
+    b = mel_weight_matrix(64, 1025, 16000, 0.0, 8000.0, torch.float64, device)
+    assert b is not a and b.dtype == torch.float64
+    torch.testing.assert_close(a, b.float(), rtol=0, atol=0)  # both cast from the float64 build
+    assert mel_weight_matrix(64, 1025, 16000, 0.0, 7600.0, torch.float32, device) is not a
+
+
+@pytest.mark.parametrize("fn", (compute_mel, compute_logmel, compute_mfcc, compute_loudness),
+                         ids=lambda f: f.__name__)
+def test_spectral_functions_build_their_matrices_once(fn, device, dtype, seed):
+    audio = torch.randn(2, 4000, dtype=dtype, device=device)
+    first = fn(audio)
+    for c in _CACHED:
+        c.cache_clear()
+    rebuilt = fn(audio)  # a fresh build gives the same values (results are unchanged by the cache)
+    misses = _misses()
+    again = fn(audio)
+    assert _misses() == misses  # no new matrix and no new copy: every constant came from the cache
+    torch.testing.assert_close(rebuilt, first, rtol=0, atol=0)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+
+
+def test_cached_matrices_keep_reference_values(dtype):
+    # the cache holds what the float64 formula gives, cast to the requested dtype
+    w = mel_weight_matrix(8, 33, 16000, 0.0, 8000.0, dtype)
+    mel = lambda hz: 1127.0 * math.log1p(hz / 700.0)  # noqa: E731 - HTK mel
+    edges = np.linspace(mel(0.0), mel(8000.0), 10)
+    m = mel(1000.0)  # bin 2 of 33 over 0 - 8 kHz is 500 Hz; bin 4 is 1000 Hz
+    k = int(np.searchsorted(edges, m)) - 1  # the band whose rising edge holds 1 kHz
+    rising = (m - edges[k]) / (edges[k + 1] - edges[k])
+    assert w.dtype == dtype and float(w[4, k]) == pytest.approx(rising, rel=1e-6)
+    gains = loudness._a_weights_power(16000.0, 512, dtype=dtype)
+    f = torch.linspace(0.0, 8000.0, 257, dtype=torch.float64)
+    torch.testing.assert_close(gains, (10.0 ** (a_weighting_db(f) / 10.0)).to(dtype), rtol=0, atol=0)
+
+
+def test_cache_built_in_inference_mode_serves_training():
+    for c in _CACHED:
+        c.cache_clear()
+    audio = torch.randn(1, 4000, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        compute_mfcc(audio), compute_loudness(audio)  # first build, e.g. in a validation loop
+    x = audio.clone().requires_grad_()
+    (compute_mfcc(x).sum() + compute_loudness(x).sum()).backward()  # saves the cached matrices
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_constant_cache_is_bounded():
+    for i in range(CACHE_SIZE + 10):
+        mel_weight_matrix(2, 5 + i, 16000, 0.0, 8000.0)
+    info = spectral._mel_matrix.cache_info()
+    assert info.maxsize == CACHE_SIZE and info.currsize <= CACHE_SIZE

@@ -6,6 +6,7 @@ import torch
 
 from ddsp_lab import dsp
 from ddsp_lab.networks import F0LoudnessPreprocessor, RnnFcDecoder
+from ddsp_lab.networks.encoders import F0ResNetEncoder, ZEncoder
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -110,3 +111,51 @@ def test_preprocessor_computes_loudness_from_audio():
         {"f0_hz": torch.full((1, 250), 1000.0), "audio": audio})
     expected = dsp.resample(dsp.compute_loudness(audio)[..., None], 250)
     assert torch.allclose(out["loudness_db"], expected)
+
+
+# ---------------------------------------------------------------- spectral front-ends under autocast
+
+
+def _tone_and_noise(n: int = 8000, batch: int = 2) -> torch.Tensor:
+    t = torch.arange(n) / 16000
+    noise = torch.randn(batch, n, generator=torch.Generator().manual_seed(0))
+    return 0.5 * torch.sin(2 * torch.pi * 440.0 * t) + 0.05 * noise
+
+
+def _assert_float32_under_bf16_autocast(front_end, audio: torch.Tensor) -> None:
+    """front_end(audio) under CPU bf16 autocast: float32 and equal to the plain float32 output."""
+    plain = front_end(audio)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = front_end(audio)
+        from_bf16 = front_end(audio.bfloat16())  # a reduced-precision input is cast up first
+    assert plain.dtype == mixed.dtype == from_bf16.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(from_bf16, front_end(audio.bfloat16().float()), rtol=1e-5, atol=1e-5)
+
+
+def test_z_encoder_mfcc_front_end_stays_float32_under_autocast():
+    encoder = ZEncoder(time_steps=50, z_dims=4, rnn_channels=8, n_mfcc=13)
+    audio = _tone_and_noise()
+    _assert_float32_under_bf16_autocast(encoder.mfcc, audio)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        z = encoder({"audio": audio})["z"]  # the GRU and dense layers may run in bf16
+    assert z.shape == (2, 50, 4) and torch.isfinite(z).all()
+
+
+@pytest.mark.parametrize("spectrum", ("logmel", "cqt"))
+def test_f0_resnet_encoder_log_spectrum_stays_float32_under_autocast(spectrum):
+    encoder = F0ResNetEncoder(time_steps=50, spectrum=spectrum, mel_bins=64, fft_size=512,
+                              cqt_fmin=220.0, cqt_bins=36, cqt_bins_per_octave=12, cqt_hop=128,
+                              channels=(8,), blocks=(1,), f0_bins=16)
+    audio = _tone_and_noise()
+    _assert_float32_under_bf16_autocast(encoder.log_spectrum, audio)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = encoder({"audio": audio})
+    assert out["f0_hz"].shape == (2, 50, 1) and torch.isfinite(out["f0_hz"]).all()
+
+
+def test_preprocessor_loudness_stays_float32_under_autocast():
+    pre = F0LoudnessPreprocessor(time_steps=50, compute_loudness=True)
+    audio = _tone_and_noise()
+    f0 = torch.full((2, 50), 440.0)
+    _assert_float32_under_bf16_autocast(lambda a: pre({"f0_hz": f0, "audio": a})["loudness_db"], audio)

@@ -487,6 +487,59 @@ def test_mod_delay_constant_phase_delays_impulse_exactly(phase, delay, frame_rat
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("phase,delay,scale", (
+    (0.9375, 31, 1.0),            # delay 31: just inside the 32-tap line
+    (1.0, 0, 1.0),                # delay 32 = max_length wraps to the undelayed sample
+    (1.03125, 0, 0.5),            # delay 32.5: half way from the wrapped tap to silence
+    (1.0625, None, 0.0),          # delay 33 = max_length + 1: silence
+    (1.5, None, 0.0),             # delay 40: past the line, silence
+    (3.0, None, 0.0),
+    (math.inf, None, 0.0),
+    (-1.0, 0, 1.0),               # delay 0
+    (-1.03125, 0, 0.5),           # delay -0.5: half way to silence
+    (-1.0625, None, 0.0),         # delay -1: silence
+    (-1.5, None, 0.0),
+    (-math.inf, None, 0.0),
+))
+@pytest.mark.parametrize("fdtype", FLOAT_DTYPES)
+def test_mod_delay_phase_outside_unit_range_reads_silence_past_the_line(phase, delay, scale, fdtype):
+    # No phase_scale_fn: center 1 ms + depth 1 ms at 16 kHz, max_length 32, delay = 16 + 16 phase.
+    fx = ModDelay(center_ms=1.0, depth_ms=1.0, sample_rate=16000, gain_scale_fn=None,
+                  phase_scale_fn=None, add_dry=False)
+    n, at = 200, 60
+    audio = torch.zeros(1, n, dtype=fdtype)
+    audio[0, at] = 1.0
+    out = fx(audio, torch.ones(1, n, 1, dtype=fdtype), torch.full((1, n, 1), phase, dtype=fdtype))
+    expected = torch.zeros_like(audio)
+    if delay is not None:
+        expected[0, at + delay] = scale
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+def _reference_variable_length_delay(phase: torch.Tensor, audio: torch.Tensor, max_length: int) -> torch.Tensor:
+    """ddsp.core.variable_length_delay restated: relu(1 - |p - k| max_length) weights over the reversed
+    causal frames of max_length samples with their first entry appended, for any phase."""
+    frames = torch.nn.functional.pad(audio, (max_length - 1, 0)).unfold(-1, max_length, 1).flip(-1)
+    table = torch.cat([frames, frames[..., :1]], dim=-1)  # [b, n, max_length + 1]
+    grid = torch.linspace(0.0, 1.0, max_length + 1, dtype=phase.dtype)
+    weights = torch.relu(1.0 - (phase[..., None] - grid).abs() * max_length)
+    return (weights * table).sum(-1)
+
+
+def test_variable_length_delay_matches_reference_lookup_for_any_phase():
+    audio = torch.randn(2, 500, generator=_gen(3), dtype=torch.float64)
+    phase = torch.rand(2, 500, generator=_gen(4), dtype=torch.float64) * 3.0 - 1.0  # [-1, 2)
+    out = dsp.variable_length_delay(phase[..., None], audio, max_length=24)
+    torch.testing.assert_close(out, _reference_variable_length_delay(phase, audio, 24), rtol=0, atol=1e-12)
+
+
+def test_variable_length_delay_gradcheck_across_the_line_end():
+    audio = torch.randn(1, 40, generator=_gen(5), dtype=torch.float64, requires_grad=True)
+    # positions 0.3 .. 17.7 on an 8-tap line: inside, across the wrapped tap, and past it
+    phase = (torch.linspace(0.3, 17.7, 40, dtype=torch.float64) / 8.0)[None].requires_grad_()
+    assert gradcheck(lambda p, a: dsp.variable_length_delay(p, a, max_length=8), (phase, audio))
+
+
 def test_mod_delay_add_dry_and_gain():
     fx = ModDelay(center_ms=1.0, depth_ms=1.0, sample_rate=16000, gain_scale_fn=None,
                   phase_scale_fn=None, add_dry=True)

@@ -8,6 +8,7 @@ from .oscillators import (get_harmonic_frequencies, harmonic_synthesis, normaliz
 from .conversions import (frequencies_sigmoid, frequencies_softmax, harmonic_to_sinusoidal,
                           sinusoidal_to_harmonic, streaming_harmonic_synthesis)
 from .phase import cumulative_phase, segment_phase
+from .precision import full_precision
 from .resample import RESAMPLE_METHODS, resample, resample_audio, upsample_with_windows
 from .spectral import (CQT, compute_logmag, compute_logmel, compute_mag, compute_mel, compute_mfcc,
                        cqt, frame, mel_weight_matrix, stft)

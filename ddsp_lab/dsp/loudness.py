@@ -7,11 +7,10 @@ floored to an integer hop, as the reference does.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
+from ._cache import cached_constant
 from ._checks import check_choice, check_sample_rate
 from .spectral import _squeeze_audio, frame
 from .units import DB_RANGE, amplitude_to_db, power_to_db
@@ -30,8 +29,9 @@ def a_weighting_db(frequencies: Tensor, min_db: float = -80.0) -> Tensor:
     return torch.clamp(w, min=min_db)
 
 
-@functools.lru_cache(maxsize=32)
+@cached_constant
 def _a_weights_power(sample_rate: float, n_fft: int) -> Tensor:
+    """A-weighting as power gains [n_fft // 2 + 1] over the rfft bins (cached per device, dtype)."""
     freqs = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
     return 10.0 ** (a_weighting_db(freqs) / 10.0)
 
@@ -80,7 +80,7 @@ def compute_loudness(audio: Tensor, sample_rate: float = 16000, frame_rate: floa
     window = torch.hann_window(n_fft, periodic=True, dtype=x.dtype, device=x.device)
     spec = torch.fft.rfft(frame(x, n_fft, hop, pad_end=False) * window)
     power = spec.real ** 2 + spec.imag ** 2
-    weights = _a_weights_power(float(sample_rate), n_fft).to(dtype=x.dtype, device=x.device)
+    weights = _a_weights_power(float(sample_rate), n_fft, dtype=x.dtype, device=x.device)
     loudness = power_to_db((power * weights).mean(-1), ref_db=ref_db, range_db=range_db)
     return loudness[0] if is_1d else loudness
 

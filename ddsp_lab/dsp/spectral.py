@@ -7,12 +7,12 @@ window inside the FFT frame and differs. nnAudio provides the CQT (`cqt`), where
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import Tensor
 
+from ._cache import cached_constant
 from ._checks import check_positive_int, check_rank
 from .units import safe_log
 
@@ -143,8 +143,8 @@ def _hz_to_mel(hz: Tensor) -> Tensor:
     return 1127.0 * torch.log1p(hz / 700.0)  # HTK mel
 
 
-@functools.lru_cache(maxsize=32)
-def _mel_matrix_cached(n_mels: int, n_bins: int, sample_rate: float, lo_hz: float, hi_hz: float) -> Tensor:
+@cached_constant
+def _mel_matrix(n_mels: int, n_bins: int, sample_rate: float, lo_hz: float, hi_hz: float) -> Tensor:
     freqs = torch.linspace(0.0, sample_rate / 2.0, n_bins, dtype=torch.float64)[1:]  # DC excluded
     mel = _hz_to_mel(freqs)[:, None]
     edges = torch.linspace(float(_hz_to_mel(torch.tensor(lo_hz, dtype=torch.float64))),
@@ -157,11 +157,15 @@ def _mel_matrix_cached(n_mels: int, n_bins: int, sample_rate: float, lo_hz: floa
 
 
 def mel_weight_matrix(n_mels: int, n_bins: int, sample_rate: float, lo_hz: float, hi_hz: float,
-                      dtype=torch.float32, device=None) -> Tensor:
+                      dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
     """HTK-mel triangular filterbank [n_bins, n_mels] (no area normalisation; DC bin zero), as
-    tf.signal.linear_to_mel_weight_matrix."""
-    return _mel_matrix_cached(n_mels, n_bins, float(sample_rate), float(lo_hz), float(hi_hz)).to(
-        dtype=dtype, device=device)
+    tf.signal.linear_to_mel_weight_matrix.
+
+    Cached per (parameters, device, dtype): repeated calls return the same tensor (built in float64,
+    copied to the device once); do not modify it in place.
+    """
+    return _mel_matrix(n_mels, n_bins, float(sample_rate), float(lo_hz), float(hi_hz),
+                       dtype=dtype, device=device)
 
 
 def compute_mel(audio: Tensor, lo_hz: float = 0.0, hi_hz: float = 8000.0, bins: int = 64,
@@ -179,8 +183,8 @@ def compute_logmel(audio: Tensor, lo_hz: float = 80.0, hi_hz: float = 7600.0, bi
     return safe_log(compute_mel(audio, lo_hz, hi_hz, bins, fft_size, overlap, pad_end, sample_rate))
 
 
-@functools.lru_cache(maxsize=16)
-def _dct_matrix_cached(n: int) -> Tensor:
+@cached_constant
+def _dct_matrix(n: int) -> Tensor:
     k = torch.arange(n, dtype=torch.float64)
     # DCT-II, unnormalised (2 sum x cos) scaled by 1 / sqrt(2 n), as tf.signal.mfccs_from_log_mel_spectrograms.
     return 2.0 * torch.cos(math.pi * k[None, :] * (2 * k[:, None] + 1) / (2 * n)) / math.sqrt(2 * n)
@@ -191,7 +195,7 @@ def compute_mfcc(audio: Tensor, lo_hz: float = 20.0, hi_hz: float = 8000.0, fft_
                  pad_end: bool = True, sample_rate: float = 16000) -> Tensor:
     """MFCCs [batch, n_frames, mfcc_bins] from the natural-log mel magnitude spectrogram."""
     logmel = compute_logmel(audio, lo_hz, hi_hz, mel_bins, fft_size, overlap, pad_end, sample_rate)
-    dct = _dct_matrix_cached(mel_bins).to(dtype=logmel.dtype, device=logmel.device)
+    dct = _dct_matrix(mel_bins, dtype=logmel.dtype, device=logmel.device)
     return logmel @ dct[:, :mfcc_bins]
 
 

@@ -103,14 +103,36 @@ def harmonic_distribution_to_wavetable(harmonic_distribution: Tensor, n_wavetabl
     return torch.fft.irfft(spec, n=n_wavetable) * (n_wavetable / 2)
 
 
+def _delay_tap(padded: Tensor, t: Tensor, tap: Tensor, max_length: int) -> Tensor:
+    """Read the reference's reversed delay frame at integer position `tap` [batch, n_samples].
+
+    Taps 0 .. max_length - 1 are delays of that many samples; tap max_length is the frame's
+    wrapped first entry (delay 0); any other tap lies outside the frame and reads 0.
+    """
+    inside = (tap >= 0) & (tap <= max_length)
+    delay = torch.where(tap == max_length, 0, tap).clamp(0, max_length - 1)
+    value = torch.gather(padded, 1, t - delay)
+    return torch.where(inside, value, value.new_zeros(()))
+
+
 def variable_length_delay(phase: Tensor, audio: Tensor, max_length: int = 512) -> Tensor:
     """Delay each sample by phase * max_length samples (linear interpolation between taps).
 
-    phase in [0, 1]; 1.0 wraps to a delay of 0, as in the reference.
+    As the reference (ddsp.core.variable_length_delay: a linear_lookup of reversed causal frames of
+    max_length samples with the first entry appended), position p = phase * max_length reads
+    sum_k relu(1 - |p - k|) * tap_k over k = 0 .. max_length, tap_k = audio[t - k] for
+    k < max_length and tap_max_length = audio[t]. So phase in [0, 1) is a delay of 0 up to
+    max_length samples; delays in (max_length - 1, max_length] fade into the wrapped audio[t]
+    (phase 1.0 is a delay of 0); outside [0, 1] the lookup runs off the frame: p in
+    (max_length, max_length + 1) gives (max_length + 1 - p) * audio[t], p in (-1, 0) gives
+    (1 + p) * audio[t], and p <= -1 or p >= max_length + 1 reads silence (zero gradient).
+    Samples before the start of the audio are zeros.
 
     Args:
         phase: [batch, n_samples] or [batch, n_samples, 1].
         audio: [batch, n_samples].
+    Returns:
+        [batch, n_samples].
     """
     if phase.dim() == 3:
         phase = phase[..., 0]
@@ -120,9 +142,14 @@ def variable_length_delay(phase: Tensor, audio: Tensor, max_length: int = 512) -
                          f"got {tuple(phase.shape)}")
     check_positive_int("max_length", max_length)
     n = audio.shape[1]
-    d0, d1, w = _lookup_positions(phase, max_length)
-    d1 = torch.remainder(d1, max_length)
+    # Positions beyond [-1, max_length + 1] read zeros on both taps; clamping keeps the integer
+    # taps finite (inf, huge values) without changing the result.
+    pos = (phase * max_length).clamp(-2.0, max_length + 2.0)
+    tap0 = pos.floor()
+    w = pos - tap0
+    tap0 = tap0.long()
     padded = torch.nn.functional.pad(audio, (max_length, 0))
     t = torch.arange(n, device=audio.device) + max_length
-    v0, v1 = torch.gather(padded, 1, t - d0), torch.gather(padded, 1, t - d1)
+    v0 = _delay_tap(padded, t, tap0, max_length)
+    v1 = _delay_tap(padded, t, tap0 + 1, max_length)
     return v0 + (v1 - v0) * w

@@ -20,6 +20,8 @@ class ZEncoder(nn.Module):
         n_mfcc, fft_size, mel_bins, overlap: the MFCC front-end (the reference: 30 coefficients,
             FFT 1024, 128 mel bands, 75 % overlap, 20 Hz - 8 kHz).
         z_time_steps: resolution of z before upsampling (None: the MFCC frame rate).
+    The MFCCs are computed in float32 outside autocast (`mfcc`); the layers after them may run
+    under autocast.
     """
 
     def __init__(self, time_steps: int = 1000, z_dims: int = 16, rnn_channels: int = 512, n_mfcc: int = 30,
@@ -33,10 +35,14 @@ class ZEncoder(nn.Module):
         self.rnn = nn.GRU(n_mfcc, rnn_channels, batch_first=True)
         self.dense = nn.Linear(rnn_channels, z_dims)
 
+    def mfcc(self, audio: Tensor) -> Tensor:
+        """[batch, n_samples] -> MFCCs [batch, n_mfcc_frames, n_mfcc], float32 even under autocast."""
+        return dsp.full_precision(dsp.compute_mfcc, audio, **self.mfcc_args)
+
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         if "audio" not in features:
             raise ValueError(f"ZEncoder needs 'audio' among the features {sorted(features)}")
-        mfcc = dsp.compute_mfcc(features["audio"], **self.mfcc_args)
+        mfcc = self.mfcc(features["audio"])
         if self.z_time_steps is not None:
             mfcc = dsp.resample(mfcc, self.z_time_steps)
         z, _ = self.rnn(self.norm(mfcc))
@@ -110,10 +116,14 @@ class F0ResNetEncoder(nn.Module):
         self.register_buffer("bin_midi", torch.linspace(midi_range[0], midi_range[1], f0_bins), persistent=False)
 
     def log_spectrum(self, audio: Tensor) -> Tensor:
-        """[batch, n_samples] -> [batch, n_spectral_frames, n_freq]."""
+        """[batch, n_samples] -> [batch, n_spectral_frames, n_freq], float32 even under autocast (the
+        ResNet after it may run in reduced precision)."""
         if self.cqt is not None:
-            return dsp.safe_log(self.cqt(audio))
-        return dsp.compute_logmel(audio, **self.mel_args)
+            return dsp.full_precision(self._log_cqt, audio)
+        return dsp.full_precision(dsp.compute_logmel, audio, **self.mel_args)
+
+    def _log_cqt(self, audio: Tensor) -> Tensor:
+        return dsp.safe_log(self.cqt(audio))
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         if "audio" not in features:

@@ -18,7 +18,7 @@ class F0LoudnessPreprocessor(nn.Module):
         frame_rate, sample_rate: used when compute_loudness=True (loudness from 'audio', the
             reference's dsp.compute_loudness defaults: n_fft 512, centred frames).
     Reads f0_hz [b, t(, 1)], loudness_db [b, t(, 1)] (or audio [b, n]); adds f0_hz, loudness_db,
-    f0_scaled, ld_scaled, each [b, time_steps, 1].
+    f0_scaled, ld_scaled, each [b, time_steps, 1]. Computed loudness is float32 even under autocast.
     """
 
     def __init__(self, time_steps: int = 1000, frame_rate: int = 250, sample_rate: int = 16000,
@@ -37,7 +37,9 @@ class F0LoudnessPreprocessor(nn.Module):
         if self.compute_loudness:
             if "audio" not in features:
                 raise ValueError("F0LoudnessPreprocessor(compute_loudness=True) needs 'audio'")
-            loudness = dsp.compute_loudness(features["audio"], self.sample_rate, self.frame_rate)
+            # float32 outside autocast: A-weighted power in dB is a spectral front-end
+            loudness = dsp.full_precision(dsp.compute_loudness, features["audio"], self.sample_rate,
+                                          self.frame_rate)
         elif "loudness_db" in features:
             loudness = features["loudness_db"]
         else:

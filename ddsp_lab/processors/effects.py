@@ -130,7 +130,14 @@ class ModDelay(Processor):
 
     The delay is center_ms + depth_ms * phase (phase in [0, 1] after phase_scale_fn), the wet path
     is scaled by gain (after gain_scale_fn). gain and phase are [b, n, 1] at the sample rate, or
-    [b, t, 1] at a frame rate (upsampled linearly). Typical settings:
+    [b, t, 1] at a frame rate (upsampled linearly).
+
+    The delay line holds max_length = int(sample_rate / 1000 * (center_ms + depth_ms)) samples.
+    Without a phase_scale_fn a phase outside [0, 1] can ask for more (or less than 0): as in the
+    reference, a delay of max_length reads the undelayed sample (the line wraps), delays between
+    max_length and max_length + 1 samples fade it out linearly, and delays of max_length + 1
+    samples or more read silence; negative delays fade the undelayed sample out over one sample
+    (-1 < delay < 0) and read silence from -1 down (see dsp.variable_length_delay). Typical settings:
       chorus  center 15-25 ms, depth 5-10 ms, add_dry=True, slow LFO (0.5-2 Hz);
       flanger center 1-3 ms, depth 1-3 ms, add_dry=True, LFO 0.1-1 Hz;
       vibrato center 5 ms, depth 2 ms, add_dry=False, LFO 4-7 Hz.
