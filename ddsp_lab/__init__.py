@@ -1,6 +1,8 @@
 """ddsp_lab: Differentiable Digital Signal Processing in PyTorch."""
 __version__ = "0.1.0"
 
+from . import _resolvers  # noqa: F401,E402 - the configs' ${eval:...} resolver
+
 
 def load(checkpoint, map_location="cpu"):
     """A trained model from a `ddsp-lab train` checkpoint (see ddsp_lab.models.load)."""

@@ -10,17 +10,21 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 COMMANDS = {
     "demo": "Render every synth and effect from hand-made controls (WAV + spectrogram PNG).",
-    "prepare": "Prepare training examples (CREPE f0, loudness) from data=demo|folder into out=DIR.",
+    "prepare": "Prepare training examples (CREPE f0, loudness) from source=demo|folder|nsynth|hub into out=DIR.",
     "inspect": "Print a prepared dataset's statistics and plot its f0 / loudness distributions (path=DIR).",
     "train": "Train a DDSP autoencoder (experiment=NAME, data=..., trainer=..., logger=csv|wandb).",
     "quickstart": "Prepare the demo corpus and train a small model on it for a few minutes (the main job).",
 }
 
-if not OmegaConf.has_resolver("eval"):
-    OmegaConf.register_new_resolver("eval", lambda expr: eval(expr, {"__builtins__": {"int": int}}))  # noqa: S307
+
+
+def plain(cfg):
+    """A config node as plain Python (dicts, lists, scalars), resolved: what leaves the CLI for the
+    library (JSON files, constructors, loggers), never an OmegaConf container."""
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 def _demo(cfg) -> None:
@@ -54,12 +58,13 @@ def _prepare(cfg) -> None:
     from .data import PrepareConfig, prepare
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    source = hydra.utils.instantiate(cfg.data.source)
-    source_args = {k: v for k, v in cfg.data.source.items() if k != "_target_"}
-    config = PrepareConfig(source=cfg.data.kind, sample_rate=cfg.sample_rate, frame_rate=cfg.frame_rate,
+    source_cfg = plain(cfg.source)
+    source = hydra.utils.instantiate(source_cfg)
+    source_args = {k: v for k, v in source_cfg.items() if k != "_target_"}
+    config = PrepareConfig(source=type(source).name, sample_rate=cfg.sample_rate, frame_rate=cfg.frame_rate,
                            example_seconds=cfg.example_seconds, crepe_model=cfg.crepe_model,
                            viterbi=cfg.viterbi, num_shards=cfg.num_shards,
-                           items_per_part=cfg.items_per_part, source_args=dict(source_args))
+                           items_per_part=cfg.items_per_part, source_args=source_args)
     summary = prepare(source, cfg.out, config, shard=cfg.shard, device=cfg.device, progress=cfg.progress)
     reasons: dict[str, int] = {}
     for s in summary["skipped"]:
@@ -115,8 +120,8 @@ def _quickstart(cfg) -> None:
     from hydra import compose
 
     out = Path(cfg.out)
-    _prepare(compose("prepare", overrides=["data=demo", f"out={out / 'data'}", "crepe_model=tiny",
-                                           "example_seconds=1.0", f"data.source.n_examples={cfg.n_examples}"]))
+    _prepare(compose("prepare", overrides=["source=demo", f"out={out / 'data'}", "crepe_model=tiny",
+                                           "example_seconds=1.0", f"source.n_examples={cfg.n_examples}"]))
     train_cfg = compose("train", overrides=[
         "experiment=tiny", f"data.path={out / 'data'}", f"run_dir={out / 'run'}", f"seed={cfg.seed}",
         f"trainer.max_steps={cfg.steps}", "trainer.val_check_interval=100", "trainer.num_sanity_val_steps=0",
@@ -135,6 +140,18 @@ def _quickstart(cfg) -> None:
         print(f"  target / resynthesis audio and spectrograms: {last_media[-1]}")
     for wandb_run in sorted((run / "wandb").glob("offline-run-*")):
         print(f"  offline W&B run: {wandb_run}  (wandb sync {wandb_run})")
+
+
+def _refuse_train_keys(overrides: list[str]) -> None:
+    """prepare reads a source (source=..., source.root=...); data=... is what train reads."""
+    import re
+
+    old = [o for o in overrides if re.match(r"^[+~]*data([.=]|$)", o)]
+    if old:
+        hint = " ".join(re.sub(r"^([+~]*)data(\.source)?", r"\1source", o) for o in old)
+        raise SystemExit(f"ddsp-lab prepare: {' '.join(old)}: prepare reads a source (source=demo|folder|"
+                         f"nsynth|hub, source.root=..., source.<filter>=...); data=... and data.path are "
+                         f"what train reads. Did you mean: {hint}")
 
 
 def _usage() -> str:
@@ -163,11 +180,21 @@ def main(argv: list[str] | None = None) -> None:
         overrides[0] = f"path={overrides[0]}"  # `ddsp-lab inspect <prepared dir>`
     if command not in COMMANDS:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
+    if command == "prepare":
+        _refuse_train_keys(overrides)
     task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train,
             "quickstart": _quickstart}[command]
     os.environ["DDSP_LAB_COMMAND"] = command
     sys.argv = [sys.argv[0], *overrides]
-    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(task)()
+
+    def checked(cfg) -> None:
+        missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+        if missing:
+            raise SystemExit(f"ddsp-lab {command}: missing mandatory value(s) {', '.join(missing)}: set "
+                             + " ".join(f"{k}=..." for k in missing))
+        return task(cfg)
+
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(checked)()
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ class DDSPDataModule(pl.LightningDataModule):
         self.path = Path(path)
         if not (self.path / "prepare_config.json").exists():
             raise FileNotFoundError(f"data.path {self.path} is not a prepared dataset (no prepare_config.json); "
-                                    f"run `ddsp-lab prepare ... out={self.path}` first")
+                                    f"run `ddsp-lab prepare source=<demo|folder|nsynth|hub> ... out={self.path}` first")
         self.config = json.loads((self.path / "prepare_config.json").read_text())
         for name, want in (("sample_rate", sample_rate), ("frame_rate", frame_rate)):
             if want is not None and int(self.config[name]) != int(want):

@@ -1,0 +1,18 @@
+"""OmegaConf resolvers the project's configs use, registered when ddsp_lab is imported, so that the
+configs compose through the CLI, Hydra's compose API (a notebook, a script) and the tests alike."""
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+
+def _eval(expr: str):
+    """${eval:'int(4.0 * 16000)'}: arithmetic on config values (only int() is available)."""
+    return eval(expr, {"__builtins__": {"int": int}})  # noqa: S307 - the configs' own expressions
+
+
+def register() -> None:
+    if not OmegaConf.has_resolver("eval"):
+        OmegaConf.register_new_resolver("eval", _eval)
+
+
+register()

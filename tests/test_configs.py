@@ -1,0 +1,66 @@
+"""Every option of every config group composes (and resolves) with every experiment, and the
+model's parts build or fail with a message that says what does not fit."""
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
+
+from ddsp_lab.cli import CONF_DIR
+from ddsp_lab.train import build_model
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
+          for g in ("data", "preprocessor", "encoder", "decoder", "synth", "loss", "trainer", "logger",
+                    "callbacks", "hydra/launcher")}
+GROUPS["hydra/launcher"] += ["submitit_local", "submitit_slurm", "basic"]   # the plugins' own
+MODEL_GROUPS = ("encoder", "decoder", "synth", "loss", "preprocessor")
+
+
+def _compose(overrides: list[str], config: str = "train"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config, overrides=overrides, return_hydra_config=True)
+
+
+def test_the_group_lists_are_what_the_readme_documents():
+    assert EXPERIMENTS == ["nsynth_supervised", "nsynth_unsupervised", "nsynth_z", "solo_48k", "solo_violin", "tiny"]
+    assert GROUPS["trainer"] == ["cpu", "ddp", "ddp_multinode", "default", "gpu"]
+    assert sorted(p.stem for p in (CONF_DIR / "source").glob("*.yaml")) == ["demo", "folder", "hub", "nsynth"]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_group_option_composes_and_resolves_with_every_experiment(experiment, tmp_path):
+    for group, options in GROUPS.items():
+        for option in options:
+            cfg = _compose([f"experiment={experiment}", f"{group}={option}", "data.path=x", f"run_dir={tmp_path}"])
+            # hydra's own keys need a running job; everything the job reads must resolve
+            job = {k: v for k, v in cfg.items() if k != "hydra"}
+            plain = OmegaConf.to_container(OmegaConf.create(job), resolve=True)
+            assert "???" not in str(plain), (group, option)
+            if group == "hydra/launcher" and option != "basic":
+                assert "submitit_launcher" in cfg.hydra.launcher._target_
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_model_group_option_builds_or_says_what_does_not_fit(experiment, tmp_path):
+    built = 0
+    for group in MODEL_GROUPS:
+        for option in GROUPS[group]:
+            cfg = _compose([f"experiment={experiment}", f"{group}={option}", "data.path=x", f"run_dir={tmp_path}"])
+            try:
+                model = build_model(cfg)
+            except (ValueError, InstantiationException) as e:
+                assert "do not fit" in str(e) or "needs" in str(e), (group, option, str(e)[-500:])
+                continue
+            built += 1
+            assert sum(p.numel() for p in model.parameters()) > 0
+    assert built >= len(MODEL_GROUPS)  # at least each group's own default builds
+
+
+@pytest.mark.parametrize("source", ["demo", "folder", "nsynth", "hub"])
+def test_prepare_composes_every_source_without_training_keys(source, tmp_path):
+    cfg = _compose([f"source={source}", f"out={tmp_path}", f"source.root={tmp_path}" if source in ("folder", "nsynth")
+                    else "source.n_examples=2" if source == "demo" else f"source.name={tmp_path}"], "prepare")
+    job = OmegaConf.to_container(OmegaConf.create({k: v for k, v in cfg.items() if k != "hydra"}), resolve=True)
+    assert "data" not in job and job["source"]["_target_"].startswith("ddsp_lab.data.")
