@@ -26,16 +26,25 @@ class DDSPAutoencoder(pl.LightningModule):
         scheduler: optional partial LR scheduler, stepped every optimisation step.
         max_consecutive_skips: a step whose gradients are not finite (NaN/inf loss or gradient) is
             skipped and counted; this many in a row stops the run with a clear message.
-    The decoder's outputs are checked against the synth's inputs at construction. Skipping needs
-    no host synchronisation: parameters and optimizer state are restored on the device with
-    torch.where; the counters are read only at logging intervals.
+        noise_seed: seed of the training steps' noise generator (the synth's random processors),
+            plus the rank under DDP; None: torch.initial_seed() (which seed_everything sets).
+    The decoder's outputs are checked against the synth's inputs at construction.
+
+    Skipping needs no host synchronisation: parameters and optimizer state are restored on the
+    device with torch.where; the counters are read only at logging intervals. Under DDP the
+    decision is all-reduced (a step is skipped on every rank if it is bad on any), so replicas and
+    counters stay identical and a stop ends every rank at the same step.
+
+    Training noise comes from its own torch.Generator (saved per rank in checkpoints): validation
+    and media rendering draw from the global RNG, so how often they run does not change training.
     """
 
     def __init__(self, preprocessor: nn.Module, decoder: nn.Module, synth: ProcessorGroup,
                  losses: Mapping[str, nn.Module], loss_weights: Mapping[str, float] | None = None,
                  encoder: nn.Module | None = None, optimizer: Callable | None = None,
                  scheduler: Callable | None = None, max_consecutive_skips: int = 20,
-                 f0_metric: bool = False, sample_rate: int = 16000, frame_rate: int = 250):
+                 f0_metric: bool = False, sample_rate: int = 16000, frame_rate: int = 250,
+                 noise_seed: int | None = None):
         super().__init__()
         self.preprocessor, self.encoder, self.decoder, self.synth = preprocessor, encoder, decoder, synth
         self.losses = nn.ModuleDict(dict(losses))
@@ -43,13 +52,17 @@ class DDSPAutoencoder(pl.LightningModule):
             raise ValueError("DDSPAutoencoder needs at least one loss")
         self.loss_weights = {k: float((loss_weights or {}).get(k, 1.0)) for k in self.losses}
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
-        self.max_consecutive_skips = max_consecutive_skips
+        self.max_consecutive_skips, self.noise_seed = max_consecutive_skips, noise_seed
         self.f0_metric, self.sample_rate, self.frame_rate = f0_metric, sample_rate, frame_rate
         self._crepe = None
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("consecutive_skips", torch.zeros((), dtype=torch.long))
         self.register_buffer("max_consecutive_seen", torch.zeros((), dtype=torch.long))
-        self._grads_finite: Tensor | None = None
+        self._loss_finite: Tensor | None = None  # this rank's, ANDed over accumulated micro-batches
+        self._step_ok: Tensor | None = None  # the step's verdict, the same on every rank
+        self._stopped_for_skips = False
+        self._train_noise: torch.Generator | None = None
+        self._noise_to_restore: Tensor | None = None
         self._check_controls()
 
     def _check_controls(self) -> None:
@@ -62,7 +75,8 @@ class DDSPAutoencoder(pl.LightningModule):
             raise ValueError(f"the decoder's outputs {produced} do not fit the synth stack's inputs {needed}: "
                              f"missing {missing}, size mismatches (decoder, synth) {wrong}")
 
-    def forward(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """generator: where the synth's random processors draw noise (None: their own / global)."""
         features = self.preprocessor(dict(batch))
         if self.encoder is not None:
             features = self.encoder(features)
@@ -71,7 +85,7 @@ class DDSPAutoencoder(pl.LightningModule):
         # cumulative sums, FFTs) always runs in float32.
         controls = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in controls.items()}
         with torch.autocast(device_type=self.device.type, enabled=False):
-            return self.synth.run(controls)
+            return self.synth.run(controls, generator=generator)
 
     def compute_losses(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         audio = outputs[self.synth.output].float()
@@ -82,40 +96,61 @@ class DDSPAutoencoder(pl.LightningModule):
         return terms
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        terms = self.compute_losses(batch, self(batch))
-        self._loss_finite = torch.isfinite(terms["total"].detach())  # stays on the device
+        terms = self.compute_losses(batch, self(batch, generator=self.training_noise()))
+        finite = torch.isfinite(terms["total"].detach())  # stays on the device
+        self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True, batch_size=batch["audio"].shape[0])
-        if self.trainer is not None and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+        if self._trainer is not None and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             self._check_skips()  # the only host read of the counters: at logging intervals
         return terms["total"]
 
     def _check_skips(self) -> None:
+        """Stops the run (every rank: the counters agree, see optimizer_step) after too many skips
+        in a row. Through trainer.should_stop, so that every rank leaves the loop at the same step
+        with no collective left waiting; on_train_end then raises the error on every rank."""
         self.log("train/skipped_steps", self.skipped_steps.float(), prog_bar=False)
         if int(self.max_consecutive_seen) >= self.max_consecutive_skips:
+            self._stopped_for_skips = True
+            self.trainer.should_stop = True
+
+    def on_train_end(self) -> None:
+        stopped, self._stopped_for_skips = self._stopped_for_skips, False
+        if stopped:
+            self.trainer.strategy.barrier("ddsp_lab_nonfinite_stop")  # every rank raises, none is left behind
             raise RuntimeError(
-                f"training stopped: {int(self.max_consecutive_seen)} consecutive steps had a non-finite loss "
-                f"or gradient ({int(self.skipped_steps)} skipped in all); check the data for NaN/silence and "
-                f"the learning rate")
+                f"training stopped at step {self.global_step}: {int(self.max_consecutive_seen)} consecutive steps had "
+                f"a non-finite loss or gradient on some rank ({int(self.skipped_steps)} skipped in all); check the "
+                f"data for NaN/silence and the learning rate")
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         finite = (torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads
                   else torch.ones((), dtype=torch.bool, device=self.device))
-        loss_finite = getattr(self, "_loss_finite", None)
-        self._grads_finite = finite & loss_finite if loss_finite is not None else finite
+        loss_finite, self._loss_finite = self._loss_finite, None
+        # After DDP's all-reduce the gradients agree on every rank, the loss flags do not: the verdict
+        # is the MIN over ranks, so every replica skips (or takes) the same steps.
+        self._step_ok = _on_every_rank(finite & loss_finite if loss_finite is not None else finite)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         before = [p.detach().clone() for p in params]
         state = [{k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)} for p in params]
         optimizer.step(closure=optimizer_closure)
-        ok = self._grads_finite if self._grads_finite is not None else torch.ones((), dtype=torch.bool, device=self.device)
+        ok, self._step_ok = self._step_ok, None
+        ok = ok if ok is not None else torch.ones((), dtype=torch.bool, device=self.device)
+        ok_on = {ok.device: ok}  # Adam keeps `step` on the CPU: one copy per step there (a host sync on GPU)
         with torch.no_grad():
             for p, old, old_state in zip(params, before, state):
                 p.copy_(torch.where(ok, p, old))
-                for k, v in old_state.items():
-                    new = optimizer.state[p][k]
-                    new.copy_(torch.where(ok.to(new.device), new, v))
+                for k, new in optimizer.state[p].items():
+                    if not torch.is_tensor(new):
+                        continue
+                    # State this step created (Adam's on the first step) goes back to zeros: for Adam and
+                    # AdamW (moments 0, step 0), SGD's momentum and RMSprop that is the fresh state.
+                    old_v = old_state[k] if k in old_state else torch.zeros((), dtype=new.dtype, device=new.device)
+                    if new.device not in ok_on:
+                        ok_on[new.device] = ok.to(new.device)
+                    new.copy_(torch.where(ok_on[new.device], new, old_v))
             bad = (~ok).long()
             self.skipped_steps += bad
             self.consecutive_skips.copy_((self.consecutive_skips + 1) * bad)
@@ -157,11 +192,22 @@ class DDSPAutoencoder(pl.LightningModule):
 
     config: dict | None = None  # the resolved Hydra config of its parts, saved in checkpoints
 
+    def training_noise(self) -> torch.Generator:
+        """The generator the synth draws from in training steps, on the model's device, seeded
+        with noise_seed (None: torch.initial_seed()) + the rank."""
+        if self._train_noise is None or self._train_noise.device != self.device:
+            seed = torch.initial_seed() if self.noise_seed is None else int(self.noise_seed)
+            self._train_noise = torch.Generator(device=self.device).manual_seed((seed + self.global_rank) % 2**63)
+        return self._train_noise
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.config is not None:
             checkpoint["ddsp_lab_config"] = self.config
         # every rank's (Lightning builds the checkpoint on all ranks; rank 0 writes it)
-        checkpoint["rng_states"] = _gather_from_ranks(_rng_states())
+        states = _rng_states()
+        if self._train_noise is not None:  # a ByteTensor: weights_only loads
+            states["training_noise"] = self._train_noise.get_state()
+        checkpoint["rng_states"] = _gather_from_ranks(states)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         per_rank = checkpoint.get("rng_states")
@@ -170,9 +216,13 @@ class DDSPAutoencoder(pl.LightningModule):
 
     def on_train_start(self) -> None:
         # Restored here, not at load: the sanity-check validation in between draws noise too.
+        self._stopped_for_skips, self._loss_finite = False, None
         states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
         if states is not None:
             _set_rng_states(states)
+        noise, state = self.training_noise(), (states or {}).get("training_noise")
+        if state is not None and state.numel() == noise.get_state().numel():  # not if saved on another device type
+            noise.set_state(state)
 
     @torch.no_grad()
     def synthesize(self, f0_hz: Tensor, loudness_db: Tensor, **features: Tensor) -> Tensor:
@@ -205,6 +255,17 @@ def _rng_states() -> dict:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
+
+
+def _on_every_rank(flag: Tensor) -> Tensor:
+    """True where `flag` (bool, on the device) is true on every rank: a MIN all-reduce under
+    torch.distributed, queued on the device like DDP's own (no host sync); else flag."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    flag = flag.to(torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return flag.bool()
 
 
 def _gather_from_ranks(obj) -> list:

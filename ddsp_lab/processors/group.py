@@ -14,8 +14,10 @@ the last node's signal (or `output`).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from .base import Processor
@@ -88,8 +90,33 @@ class ProcessorGroup(nn.Module):
             produced.add(name)
         return needed
 
-    def run(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Evaluate every node; returns a new dict: the inputs plus every signal and control."""
+    def random_processors(self) -> list[Processor]:
+        """The processors (nested ones too) that draw noise: FilteredNoise, ExpDecayReverb,
+        FilteredNoiseReverb, any with a `generator` attribute (None or a torch.Generator)."""
+        return [m for m in self.modules() if isinstance(m, Processor)
+                and isinstance(getattr(m, "generator", False), (torch.Generator, type(None)))]
+
+    @contextmanager
+    def noise_from(self, generator: torch.Generator | None) -> Iterator[None]:
+        """Within the block every random processor draws from `generator` (None: leave them as they
+        are); their own generators are put back after."""
+        procs = self.random_processors() if generator is not None else []
+        saved = [p.generator for p in procs]
+        try:
+            for p in procs:
+                p.generator = generator
+            yield
+        finally:
+            for p, g in zip(reversed(procs), reversed(saved)):
+                p.generator = g
+
+    def run(self, features: Mapping[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Evaluate every node; returns a new dict: the inputs plus every signal and control.
+        generator: if given, every random processor draws its noise from it for this call."""
+        with self.noise_from(generator):
+            return self._run(features)
+
+    def _run(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         out = dict(features)
         for proc, inputs, name in zip(self.processors, self.inputs, self.names):
             missing = [k for k in inputs if k not in out]
