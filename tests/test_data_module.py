@@ -88,8 +88,9 @@ def test_config_mismatch_and_missing_path_fail_clearly(prepared, tmp_path):
 DDP_SCRIPT = textwrap.dedent('''
     import os, sys, torch, torch.distributed as dist
     from ddsp_lab.data import DDSPDataModule
-    rank, world, path, port = int(sys.argv[1]), 2, sys.argv[2], sys.argv[3]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    rank, world, path, store = int(sys.argv[1]), 2, sys.argv[2], sys.argv[3]
+    # a file store: no port to probe, so no race with other processes for one
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     dm = DDSPDataModule(path, batch_size=2)
     dm.setup()
     loader = dm.train_dataloader()
@@ -105,13 +106,9 @@ DDP_SCRIPT = textwrap.dedent('''
 def test_ddp_two_ranks_see_each_training_example_once(prepared, tmp_path):
     script = tmp_path / "ddp_check.py"
     script.write_text(DDP_SCRIPT)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    store = str(tmp_path / "dist_store")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(prepared), port], env=env,
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(prepared), store], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
