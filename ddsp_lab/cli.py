@@ -104,8 +104,7 @@ def _run_training(cfg, validate_first: bool = False):
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data.datamodule)
     model = build_model(cfg)
-    model.config = {k: OmegaConf.to_container(cfg[k], resolve=True) if cfg[k] is not None else None
-                    for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
+    model.config = model_config(cfg)
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     if logger:  # the resolved config and the model's size, on the dashboard
         n_params = sum(p.numel() for p in model.parameters())
@@ -114,6 +113,14 @@ def _run_training(cfg, validate_first: bool = False):
                                 "n_trainable_parameters": n_trainable})
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     return fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first)
+
+
+def model_config(cfg) -> dict:
+    """What a checkpoint carries to rebuild its model alone: the model section (sample and frame
+    rate, loss weights, ...) and its parts, resolved to plain values."""
+    parts = {k: plain(cfg[k]) for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
+    return {**parts, "model": plain(cfg.model), "sample_rate": int(cfg.sample_rate),
+            "frame_rate": int(cfg.frame_rate)}
 
 
 def _quickstart(cfg) -> None:

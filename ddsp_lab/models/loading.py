@@ -1,6 +1,7 @@
 """Using a trained model without a Trainer: load a checkpoint, synthesize, export."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import hydra
@@ -11,18 +12,33 @@ from .autoencoder import DDSPAutoencoder
 
 
 def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DDSPAutoencoder:
-    """A trained DDSPAutoencoder in eval mode from a checkpoint written by `ddsp-lab train`
-    (self-contained: the checkpoint carries the resolved config of the model's parts)."""
+    """A trained DDSPAutoencoder in eval mode from a checkpoint written by `ddsp-lab train`.
+
+    Self-contained: the checkpoint carries the resolved config of the model (its `model` section:
+    sample and frame rate, loss weights, ...) and of its parts, so nothing else is needed.
+    Checkpoints written before the model section was saved load with the parts and the default
+    model settings (16 kHz, 250 frames/s), with a warning."""
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint does not exist: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    cfg = ckpt.get("ddsp_lab_config")
-    if cfg is None:
-        raise ValueError(f"{path} holds no ddsp_lab config (was it written by `ddsp-lab train`?)")
-    parts = {k: hydra.utils.instantiate(v) if v is not None else None for k, v in cfg.items()}
-    model = DDSPAutoencoder(parts["preprocessor"], parts["decoder"], parts["synth"], parts["loss"],
-                            encoder=parts["encoder"])
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - torch raises several types for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a torch checkpoint ({type(e).__name__}: {str(e)[:120]})") from e
+    cfg = ckpt.get("ddsp_lab_config") if isinstance(ckpt, dict) else None
+    if cfg is None or "state_dict" not in ckpt:
+        raise ValueError(f"{path} holds no ddsp_lab model (no ddsp_lab_config / state_dict): was it written "
+                         f"by `ddsp-lab train`?")
+    parts = {k: hydra.utils.instantiate(cfg.get(k)) if cfg.get(k) is not None else None
+             for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
+    if cfg.get("model"):
+        model = hydra.utils.instantiate(cfg["model"], preprocessor=parts["preprocessor"], encoder=parts["encoder"],
+                                        decoder=parts["decoder"], synth=parts["synth"], losses=parts["loss"])
+    else:
+        warnings.warn(f"{path} predates checkpoints that carry the model section: loaded with the default "
+                      f"model settings (sample_rate 16000, frame_rate 250)")
+        model = DDSPAutoencoder(parts["preprocessor"], parts["decoder"], parts["synth"], parts["loss"],
+                                encoder=parts["encoder"])
     model.load_state_dict(ckpt["state_dict"])
     model.config = cfg
     return model.eval()

@@ -1,0 +1,73 @@
+"""`ddsp_lab.load`: a checkpoint is self-contained: the model comes back with its rate, its encoder
+and its loss weights, and gives the output of the model the training config builds."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import ddsp_lab
+from ddsp_lab.data import DemoSource, PrepareConfig, load_prepared, prepare
+from ddsp_lab.train import build_model
+
+CLI = Path(sys.executable).parent / "ddsp-lab"
+QUICK = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+         "trainer.num_sanity_val_steps=0", "logger=csv", "trainer.enable_progress_bar=false"]
+
+
+def _train(tmp_path: Path, sample_rate: int, *overrides: str) -> Path:
+    data = tmp_path / "data"
+    prepare(DemoSource(4), data, PrepareConfig("demo", sample_rate=sample_rate, example_seconds=1.0,
+                                               crepe_model="tiny", viterbi=False), progress=False)
+    out = subprocess.run([str(CLI), "train", f"data.path={data}", f"run_dir={tmp_path / 'run'}",
+                          f"sample_rate={sample_rate}", "data.datamodule.batch_size=2", *QUICK, *overrides],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp_path / "run"
+
+
+def _batch(run: Path, sample_rate: int) -> dict:
+    ds = load_prepared(run.parent / "data").with_format("torch")
+    return {k: ds[:2][k].float() for k in ("audio", "f0_hz", "f0_confidence", "loudness_db")}
+
+
+@pytest.mark.parametrize("sample_rate,overrides", [
+    (48000, ["experiment=tiny", "model.loss_weights={spectral: 2.0}"]),
+    (16000, ["experiment=nsynth_z", "example_seconds=1.0", "decoder=rnn_fc_tiny", "decoder.input_keys=[ld_scaled,f0_scaled,z]",
+             "decoder.input_sizes=[1,1,16]", "encoder.rnn_channels=32", "n_harmonics=20", "n_noise_bands=16"]),
+], ids=["48k", "z"])
+def test_load_round_trip_keeps_rate_encoder_weights_and_output(sample_rate, overrides, tmp_path):
+    run = _train(tmp_path, sample_rate, *overrides)
+    loaded = ddsp_lab.load(run / "checkpoints" / "last.ckpt")
+    cfg = OmegaConf.load(run / "config.yaml")
+    assert loaded.sample_rate == sample_rate and not loaded.training
+    reference = build_model(cfg)
+    reference.load_state_dict(torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"])
+    reference.eval()
+    assert loaded.loss_weights == reference.loss_weights
+    assert (loaded.encoder is None) == (cfg.encoder is None)
+    batch = _batch(run, sample_rate)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        want = reference(batch)
+        torch.manual_seed(0)
+        got = loaded(batch)
+    if cfg.encoder is not None:
+        torch.testing.assert_close(got["z"], want["z"])
+    torch.testing.assert_close(got[loaded.synth.output], want[reference.synth.output])
+
+
+def test_load_refuses_what_is_not_a_ddsp_lab_checkpoint(tmp_path):
+    junk = tmp_path / "weights.ckpt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a torch checkpoint"):
+        ddsp_lab.load(junk)
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="no ddsp_lab model"):
+        ddsp_lab.load(tmp_path / "other.ckpt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ddsp_lab.load(tmp_path / "missing.ckpt")
