@@ -39,3 +39,14 @@ def one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n_threads)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """Six 1 s demo examples prepared with CREPE tiny (no Viterbi): the training tests' data."""
+    from ddsp_lab.data import DemoSource, PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("demo")
+    prepare(DemoSource(6), out, PrepareConfig("demo", example_seconds=1.0, crepe_model="tiny", viterbi=False),
+            progress=False)
+    return out

@@ -1,8 +1,6 @@
 """Training (first increment): configs compose and instantiate, a short fit learns, resume
 continues the step count, bad configs fail at start with their messages."""
-import contextlib
 import os
-import socket
 import subprocess
 import sys
 
@@ -11,8 +9,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ddsp_lab.cli import CONF_DIR
-from ddsp_lab.data import DDSPDataModule, DemoSource, PrepareConfig, prepare
+from ddsp_lab.data import DDSPDataModule
 from ddsp_lab.train import build_model
+from _ddp import run_ddp
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -21,32 +20,6 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 def _compose(overrides):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=overrides, return_hydra_config=False)
-
-
-@contextlib.contextmanager
-def reserved_port():
-    """A localhost port for a DDP run's MASTER_PORT, held for the block: bound with SO_REUSEADDR
-    and kept open (not listening). Rank 0's TCPStore sets SO_REUSEADDR too, so it can listen on
-    the port; any other process asking the kernel for a free port (binding port 0, as Lightning's
-    own MASTER_PORT probe does) is never given it. Probing and releasing a port instead leaves a
-    window in which another process can take it before rank 0 binds it."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
-
-def run_ddp(command: list[str], env: dict | None = None, attempts: int = 3, **kwargs) -> subprocess.CompletedProcess:
-    """subprocess.run (text, captured) of a multi-rank command on a reserved MASTER_PORT. Retried on
-    a fresh port if rank 0 still found its port in use: a process that probed a free port without
-    holding it can bind it after we reserved it (rare; nothing here can prevent it)."""
-    for attempt in range(attempts):
-        with reserved_port() as port:
-            run_env = {**(os.environ if env is None else env), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-            out = subprocess.run(command, capture_output=True, text=True, env=run_env, **kwargs)
-        if out.returncode == 0 or "EADDRINUSE" not in out.stderr or attempt == attempts - 1:
-            return out
-    raise AssertionError("unreachable")
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -59,14 +32,6 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
 
 def test_logger_none_composes_to_no_logger(tmp_path):
     assert _compose(["logger=none", f"run_dir={tmp_path}", f"data.path={tmp_path}"]).logger is None
-
-
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    prepare(DemoSource(6), out, PrepareConfig("demo", example_seconds=1.0, crepe_model="tiny", viterbi=False),
-            progress=False)
-    return out
 
 
 def test_short_fit_on_one_demo_example_drives_the_spectral_loss_down(demo_data, tmp_path):

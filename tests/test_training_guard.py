@@ -13,20 +13,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ddsp_lab.cli import CONF_DIR
-from ddsp_lab.data import DDSPDataModule, DemoSource, PrepareConfig, prepare
+from ddsp_lab.data import DDSPDataModule
 from ddsp_lab.logging import MediaLogger
 from ddsp_lab.train import build_model, fit
-from test_train import run_ddp
+from _ddp import run_ddp
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
-
-
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    prepare(DemoSource(6), out, PrepareConfig("demo", example_seconds=1.0, crepe_model="tiny", viterbi=False),
-            progress=False)
-    return out
 
 
 def _compose(overrides):
