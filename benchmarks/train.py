@@ -100,10 +100,10 @@ def use_plain_harmonic(model) -> None:
 
     harmonic = next(p for p in model.synth.processors if isinstance(p, Harmonic))
 
-    def forward_with_controls(amps: Tensor, dist: Tensor, f0_hz: Tensor) -> tuple[Tensor, dict]:
+    def forward_with_controls(amps: Tensor, dist: Tensor, f0_hz: Tensor, n_samples: int | None = None) -> tuple[Tensor, dict]:
         controls = harmonic.get_controls(amps, dist, f0_hz)
         with torch.device(f0_hz.device):  # harmonic_plain makes its harmonic numbers on the default device
-            signal = harmonic_plain(amps, dist, f0_hz, harmonic.n_samples, harmonic.sample_rate)
+            signal = harmonic_plain(amps, dist, f0_hz, harmonic.resolve_n_samples(n_samples), harmonic.sample_rate)
         return signal, controls
 
     harmonic.forward_with_controls = forward_with_controls

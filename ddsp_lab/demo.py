@@ -47,10 +47,12 @@ def demo_controls(sample_rate: int, frame_rate: int, n_frames: int, n_harmonics:
 def _renders(sr: int, fr: int, n: int, ctl: dict[str, Tensor], synth_stack: torch.nn.Module | None,
              gen: torch.Generator) -> dict[str, Callable[[], Tensor]]:
     n_frames = ctl["f0_hz"].shape[1]
-    harmonic = P.Harmonic(n, sr)
-    noise = P.FilteredNoise(n)
-    noise.generator = gen
-    dry = lambda: harmonic(ctl["amps"], ctl["harmonic_distribution"], ctl["f0_hz"]) + 0.5 * noise(ctl["noise_magnitudes"])  # noqa: E731
+    # synths take their length per call (n_samples=n), as a trained model renders any duration
+    harmonic = lambda: P.Harmonic(sample_rate=sr)(ctl["amps"], ctl["harmonic_distribution"], ctl["f0_hz"], n_samples=n)  # noqa: E731
+    noise_synth = P.FilteredNoise()
+    noise_synth.generator = gen
+    noise = lambda mags: noise_synth(mags, n_samples=n)  # noqa: E731
+    dry = lambda: harmonic() + 0.5 * noise(ctl["noise_magnitudes"])  # noqa: E731
     t = torch.arange(n, dtype=torch.float32)[None, :, None] / sr
     wavetable = dsp.harmonic_distribution_to_wavetable(torch.tensor([[1.0, 0.5, 0.33, 0.25, 0.2, 0.0, 0.14, 0.0]]), 256)
     sin_freqs = ctl["f0_hz"] * torch.tensor([1.0, 2.01, 3.03, 4.07, 5.9])
@@ -59,10 +61,12 @@ def _renders(sr: int, fr: int, n: int, ctl: dict[str, Tensor], synth_stack: torc
     lfo = lambda rate: torch.sin(2 * math.pi * rate * t) * 3.0  # noqa: E731  raw phase for sigmoid
     cutoff = torch.linspace(-6, 2, n_frames)[None, :, None] + torch.linspace(2, -6, 65)[None, None, :]
     renders = {
-        "harmonic": lambda: harmonic(ctl["amps"], ctl["harmonic_distribution"], ctl["f0_hz"]),
+        "harmonic": harmonic,
         "filtered_noise": lambda: noise(ctl["noise_magnitudes"] + 2.0),
-        "wavetable": lambda: P.Wavetable(n, sr, scale_fn=None)(0.4 * torch.ones(1, n_frames, 1), wavetable, ctl["f0_hz"]),
-        "sinusoidal": lambda: P.Sinusoidal(n, sr, amp_scale_fn=None)(0.1 * torch.ones(1, n_frames, 5), sin_raw),
+        "wavetable": lambda: P.Wavetable(sample_rate=sr, scale_fn=None)(0.4 * torch.ones(1, n_frames, 1), wavetable,
+                                                                         ctl["f0_hz"], n_samples=n),
+        "sinusoidal": lambda: P.Sinusoidal(sample_rate=sr, amp_scale_fn=None)(0.1 * torch.ones(1, n_frames, 5), sin_raw,
+                                                                              n_samples=n),
         "harmonic_plus_noise": dry,
         "reverb": lambda: P.Reverb(add_dry=True)(dry(), P.ExpDecayReverb(reverb_length=sr)._get_ir(
             torch.tensor([[-2.0]]), torch.tensor([[1.0]]), None)),
@@ -75,7 +79,7 @@ def _renders(sr: int, fr: int, n: int, ctl: dict[str, Tensor], synth_stack: torc
         "vibrato": lambda: P.ModDelay(5.0, 2.0, sr, gain_scale_fn=None, add_dry=False)(dry(), torch.ones(1, n, 1), lfo(6.0)),
     }
     if synth_stack is not None:
-        renders["synth_stack"] = lambda: synth_stack(ctl)
+        renders["synth_stack"] = lambda: synth_stack(ctl, n_samples=n)
     return renders
 
 

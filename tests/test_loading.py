@@ -71,3 +71,17 @@ def test_load_refuses_what_is_not_a_ddsp_lab_checkpoint(tmp_path):
         ddsp_lab.load(tmp_path / "other.ckpt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ddsp_lab.load(tmp_path / "missing.ckpt")
+
+
+def test_a_model_trained_on_1s_examples_renders_any_length(tmp_path):
+    run = _train(tmp_path, 16000, "experiment=tiny")
+    model = ddsp_lab.load(run / "checkpoints" / "last.ckpt")
+    for seconds in (0.5, 4.0, 60.0):
+        n_frames = int(seconds * 250)
+        t = torch.arange(n_frames) / 250.0
+        f0 = (220.0 * 2 ** (0.1 * torch.sin(2 * torch.pi * 0.5 * t)))[None, :, None]
+        ld = torch.full((1, n_frames, 1), -30.0)
+        with torch.no_grad():
+            audio = model.synthesize(f0, ld)
+        assert audio.shape == (1, n_frames * 64), seconds
+        assert torch.isfinite(audio).all() and audio[0, -1600:].abs().max() > 1e-4, seconds

@@ -145,7 +145,7 @@ def test_z_encoder_mfcc_front_end_stays_float32_under_autocast():
 @pytest.mark.parametrize("spectrum", ("logmel", "cqt"))
 def test_f0_resnet_encoder_log_spectrum_stays_float32_under_autocast(spectrum):
     encoder = F0ResNetEncoder(time_steps=50, spectrum=spectrum, mel_bins=64, fft_size=512,
-                              cqt_fmin=220.0, cqt_bins=36, cqt_bins_per_octave=12, cqt_hop=128,
+                              cqt_fmin=220.0, cqt_bins=36, cqt_bins_per_octave=12,
                               channels=(8,), blocks=(1,), f0_bins=16)
     audio = _tone_and_noise()
     _assert_float32_under_bf16_autocast(encoder.log_spectrum, audio)

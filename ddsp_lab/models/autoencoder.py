@@ -85,7 +85,7 @@ class DDSPAutoencoder(pl.LightningModule):
         # cumulative sums, FFTs) always runs in float32.
         controls = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in controls.items()}
         with torch.autocast(device_type=self.device.type, enabled=False):
-            return self.synth.run(controls, generator=generator)
+            return self.synth.run(controls, generator=generator, n_samples=self.n_samples_for(features))
 
     def compute_losses(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         audio = outputs[self.synth.output].float()
@@ -226,12 +226,27 @@ class DDSPAutoencoder(pl.LightningModule):
 
     @torch.no_grad()
     def synthesize(self, f0_hz: Tensor, loudness_db: Tensor, **features: Tensor) -> Tensor:
-        """Audio [batch, n_samples] from f0 [batch, n_frames(, 1)] and loudness curves (dB), e.g.
-        for pitch / loudness control; extra features (e.g. z) pass through to the decoder."""
+        """Audio [batch, n_frames * hop] from f0 [batch, n_frames(, 1)] and loudness curves (dB) of any
+        length, e.g. for pitch / loudness control; extra features pass through to the encoder and
+        the decoder (e.g. `audio` for a z encoder, or `z` itself for a model without one)."""
         batch = {"f0_hz": f0_hz if f0_hz.dim() == 3 else f0_hz[..., None],
                  "loudness_db": loudness_db if loudness_db.dim() == 3 else loudness_db[..., None], **features}
         features_ = self.preprocessor(batch)
-        return self.synth.run(self.decoder(features_))[self.synth.output]
+        if self.encoder is not None:
+            features_ = self.encoder(features_)
+        return self.synth.run(self.decoder(features_), n_samples=self.n_samples_for(features_))[self.synth.output]
+
+    @property
+    def hop_size(self) -> int:
+        """Audio samples per control frame (sample_rate / frame_rate)."""
+        return self.sample_rate // self.frame_rate
+
+    def n_samples_for(self, features: Mapping[str, Tensor]) -> int:
+        """The length of the audio to render: the target audio's where there is one (training), else
+        n_frames x hop from the f0 curve (any length)."""
+        if "audio" in features and torch.is_tensor(features["audio"]):
+            return int(features["audio"].shape[-1])
+        return int(features["f0_hz"].shape[1]) * self.hop_size
 
     def configure_optimizers(self):
         opt = (self.optimizer_fn or (lambda p: torch.optim.Adam(p, lr=3e-4)))(self.parameters())

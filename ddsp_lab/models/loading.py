@@ -29,7 +29,7 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DD
     if cfg is None or "state_dict" not in ckpt:
         raise ValueError(f"{path} holds no ddsp_lab model (no ddsp_lab_config / state_dict): was it written "
                          f"by `ddsp-lab train`?")
-    parts = {k: hydra.utils.instantiate(cfg.get(k)) if cfg.get(k) is not None else None
+    parts = {k: hydra.utils.instantiate(_any_length(cfg.get(k))) if cfg.get(k) is not None else None
              for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
     if cfg.get("model"):
         model = hydra.utils.instantiate(cfg["model"], preprocessor=parts["preprocessor"], encoder=parts["encoder"],
@@ -44,6 +44,16 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DD
     return model.eval()
 
 
+def _any_length(node):
+    """A part's config without the fixed lengths that checkpoints written before any-length
+    rendering carry (processors' n_samples, the preprocessor's and encoders' time_steps)."""
+    if isinstance(node, dict):
+        return {k: _any_length(v) for k, v in node.items() if k not in ("n_samples", "time_steps")}
+    if isinstance(node, list):
+        return [_any_length(v) for v in node]
+    return node
+
+
 class Synthesizer(nn.Module):
     """f0 [batch, n_frames, 1] (Hz) and loudness [batch, n_frames, 1] (dB) -> audio: preprocessor,
     decoder and synth stack of a trained model, as one module for export (no encoder, no noise
@@ -52,10 +62,11 @@ class Synthesizer(nn.Module):
     def __init__(self, model: DDSPAutoencoder):
         super().__init__()
         self.preprocessor, self.decoder, self.synth = model.preprocessor, model.decoder, model.synth
+        self.hop_size = model.hop_size
 
     def forward(self, f0_hz: Tensor, loudness_db: Tensor) -> Tensor:
         features = self.preprocessor({"f0_hz": f0_hz, "loudness_db": loudness_db})
-        return self.synth.run(self.decoder(features))[self.synth.output]
+        return self.synth.run(self.decoder(features), n_samples=f0_hz.shape[1] * self.hop_size)[self.synth.output]
 
 
 def export(model: DDSPAutoencoder, f0_hz: Tensor, loudness_db: Tensor):

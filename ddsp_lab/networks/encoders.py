@@ -1,4 +1,11 @@
-"""Encoders: audio / features -> latent inputs for the decoder."""
+"""Encoders: audio / features -> latent inputs for the decoder, at the model's frames.
+
+Every spectral front-end here frames the audio at the model's hop (sample_rate // frame_rate),
+centred: frame i is centred on sample i * hop (as the f0 and loudness frames of ddsp_lab.data),
+zeros beyond the ends (nnAudio's CQT: its reflection; it needs audio longer than half its longest
+kernel), and an example of n_samples gives exactly n_samples // hop frames, for any
+length. Nothing is resampled unless a fixed `time_steps` is asked for.
+"""
 from __future__ import annotations
 
 import math
@@ -11,42 +18,73 @@ from .layers import REFERENCE_LAYER_NORM_EPS
 from .preprocessors import F0_RANGE
 
 
+def model_hop(sample_rate: int, frame_rate: int) -> int:
+    """Samples per model frame; the frame rate must divide the sample rate."""
+    if frame_rate < 1 or sample_rate % frame_rate:
+        raise ValueError(f"frame_rate must divide sample_rate ({sample_rate}), got {frame_rate!r}")
+    return int(sample_rate) // int(frame_rate)
+
+
+def centred_frames_input(audio: Tensor, frame_size: int, hop: int) -> tuple[Tensor, int]:
+    """audio [batch, n_samples] -> (padded [batch, (n_frames - 1) * hop + frame_size], n_frames):
+    framed without end padding (pad_end=False), every hop samples, the padded audio gives exactly
+    n_frames = n_samples // hop frames of frame_size, frame i centred on sample i * hop."""
+    n_frames = audio.shape[-1] // hop
+    if n_frames < 1:
+        raise ValueError(f"audio must hold at least one frame of {hop} samples, got {tuple(audio.shape)}")
+    half = frame_size // 2
+    padded = torch.nn.functional.pad(audio, (half, half))
+    return padded[..., : (n_frames - 1) * hop + frame_size], n_frames
+
+
+def overlap_for_hop(frame_size: int, hop: int) -> float:
+    """The `overlap` argument of dsp's STFT front-ends that gives a hop of `hop` samples: they take
+    int(frame_size * (1 - overlap)); aiming half a sample above hop keeps float rounding from
+    landing on hop - 1."""
+    return 1.0 - (hop + 0.5) / frame_size
+
+
 class ZEncoder(nn.Module):
-    """The paper's z encoder: MFCCs (30) -> layer norm -> GRU (512) -> dense (16), resampled to the
-    model's time steps. Adds 'z' [batch, time_steps, z_dims].
+    """The paper's z encoder: MFCCs (30) -> layer norm -> GRU (512) -> dense (16), one z per model
+    frame. Adds 'z' [batch, n_frames, z_dims], n_frames = n_samples // hop (the f0 / loudness frames).
 
     Args:
-        time_steps: the model's frames. z_dims: latent size. rnn_channels: GRU size.
-        n_mfcc, fft_size, mel_bins, overlap: the MFCC front-end (the reference: 30 coefficients,
-            FFT 1024, 128 mel bands, 75 % overlap, 20 Hz - 8 kHz).
-        z_time_steps: resolution of z before upsampling (None: the MFCC frame rate).
+        time_steps: None (default): the audio's frames. An int resamples z to that many frames
+            (a fixed-length model, the reference's style).
+        z_dims: latent size. rnn_channels: GRU size.
+        n_mfcc, fft_size, mel_bins: the MFCC front-end (the reference: 30 coefficients, FFT 1024,
+            128 mel bands, 20 Hz - 8 kHz). Its hop is the model's, sample_rate // frame_rate (the
+            reference takes 75 % overlap, then resamples to the model's frames: same window, 4x
+            the frames at 16 kHz / 250 Hz, and no resampling).
     The MFCCs are computed in float32 outside autocast (`mfcc`); the layers after them may run
     under autocast.
     """
 
-    def __init__(self, time_steps: int = 1000, z_dims: int = 16, rnn_channels: int = 512, n_mfcc: int = 30,
-                 fft_size: int = 1024, mel_bins: int = 128, overlap: float = 0.75, sample_rate: int = 16000,
-                 z_time_steps: int | None = None, layer_norm_eps: float = REFERENCE_LAYER_NORM_EPS):
+    def __init__(self, time_steps: int | None = None, z_dims: int = 16, rnn_channels: int = 512, n_mfcc: int = 30,
+                 fft_size: int = 1024, mel_bins: int = 128, sample_rate: int = 16000, frame_rate: int = 250,
+                 layer_norm_eps: float = REFERENCE_LAYER_NORM_EPS):
         super().__init__()
-        self.time_steps, self.z_time_steps = time_steps, z_time_steps
-        self.mfcc_args = dict(fft_size=fft_size, mel_bins=mel_bins, mfcc_bins=n_mfcc, overlap=overlap,
+        self.time_steps, self.hop, self.fft_size = time_steps, model_hop(sample_rate, frame_rate), fft_size
+        self.mfcc_args = dict(fft_size=fft_size, mel_bins=mel_bins, mfcc_bins=n_mfcc,
+                              overlap=overlap_for_hop(fft_size, self.hop), pad_end=False,
                               sample_rate=sample_rate, hi_hz=sample_rate / 2)
         self.norm = nn.LayerNorm(n_mfcc, eps=layer_norm_eps)
         self.rnn = nn.GRU(n_mfcc, rnn_channels, batch_first=True)
         self.dense = nn.Linear(rnn_channels, z_dims)
 
     def mfcc(self, audio: Tensor) -> Tensor:
-        """[batch, n_samples] -> MFCCs [batch, n_mfcc_frames, n_mfcc], float32 even under autocast."""
-        return dsp.full_precision(dsp.compute_mfcc, audio, **self.mfcc_args)
+        """[batch, n_samples] -> MFCCs [batch, n_samples // hop, n_mfcc] (centred frames), float32
+        even under autocast."""
+        padded, _ = centred_frames_input(audio, self.fft_size, self.hop)
+        return dsp.full_precision(dsp.compute_mfcc, padded, **self.mfcc_args)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         if "audio" not in features:
             raise ValueError(f"ZEncoder needs 'audio' among the features {sorted(features)}")
-        mfcc = self.mfcc(features["audio"])
-        if self.z_time_steps is not None:
-            mfcc = dsp.resample(mfcc, self.z_time_steps)
-        z, _ = self.rnn(self.norm(mfcc))
-        z = dsp.resample(self.dense(z), self.time_steps)
+        z, _ = self.rnn(self.norm(self.mfcc(features["audio"])))
+        z = self.dense(z)
+        if self.time_steps is not None:
+            z = dsp.resample(z, self.time_steps)
         return {**features, "z": z}
 
 
@@ -71,23 +109,26 @@ class _ResBlock(nn.Module):
 
 class F0ResNetEncoder(nn.Module):
     """Unsupervised f0: a ResNet on a log spectrogram (log mel, or a log CQT from nnAudio) predicts a
-    distribution over pitch bins per frame; f0 is its expectation (in MIDI, bins evenly spaced over
-    `midi_range`), resampled to the model's time steps. Adds 'f0_hz', 'f0_scaled' (MIDI / 127, as
-    the preprocessor) and 'f0_probs' [batch, time_steps, f0_bins], replacing any dataset f0.
+    distribution over pitch bins per model frame; f0 is its expectation (in MIDI, bins evenly spaced
+    over `midi_range`). Adds 'f0_hz', 'f0_scaled' (MIDI / 127, as the preprocessor) and 'f0_probs'
+    [batch, n_frames, f0_bins], n_frames = n_samples // hop, replacing any dataset f0.
 
     Args:
-        time_steps: the model's frames. sample_rate: of the audio.
-        spectrum: 'logmel' (the reference's unsupervised config: 229 bands 0-8 kHz, FFT 2048, 75 %
-            overlap) or 'cqt' (nnAudio; `cqt_bins` bins from `cqt_fmin`, `cqt_bins_per_octave`).
-        channels, blocks: ResNet stages (each after the first halves the frequency axis).
+        time_steps: None (default): the audio's frames. An int resamples the distribution to that
+            many frames (a fixed-length model). sample_rate, frame_rate: of the audio and the model;
+            the spectrum's hop is the model's (sample_rate // frame_rate), centred frames.
+        spectrum: 'logmel' (the reference's unsupervised config: 229 bands 0-8 kHz, FFT 2048) or
+            'cqt' (nnAudio; `cqt_bins` bins from `cqt_fmin`, `cqt_bins_per_octave`).
+        channels, blocks: ResNet stages (each after the first halves the frequency axis; time is
+            never strided, so every model frame gets its own prediction).
         f0_bins, midi_range: the output distribution (256 bins, MIDI 12-108: 16 Hz - 4.2 kHz).
     """
 
     predicts_f0 = True
 
-    def __init__(self, time_steps: int = 1000, sample_rate: int = 16000, spectrum: str = "logmel",
-                 mel_bins: int = 229, fft_size: int = 2048, overlap: float = 0.75,
-                 cqt_fmin: float = 32.70, cqt_bins: int = 168, cqt_bins_per_octave: int = 24, cqt_hop: int = 256,
+    def __init__(self, time_steps: int | None = None, sample_rate: int = 16000, spectrum: str = "logmel",
+                 mel_bins: int = 229, fft_size: int = 2048, frame_rate: int = 250,
+                 cqt_fmin: float = 32.70, cqt_bins: int = 168, cqt_bins_per_octave: int = 24,
                  channels: tuple[int, ...] = (32, 64, 128), blocks: tuple[int, ...] = (1, 2, 2),
                  f0_bins: int = 256, midi_range: tuple[float, float] = (12.0, 108.0)):
         super().__init__()
@@ -96,9 +137,10 @@ class F0ResNetEncoder(nn.Module):
         if len(channels) != len(blocks) or not channels:
             raise ValueError(f"channels {channels} and blocks {blocks} must name the same stages (>= 1)")
         self.time_steps, self.spectrum, self.sample_rate = time_steps, spectrum, sample_rate
+        self.hop, self.fft_size = model_hop(sample_rate, frame_rate), fft_size
         self.mel_args = dict(lo_hz=0.0, hi_hz=min(8000.0, sample_rate / 2), bins=mel_bins, fft_size=fft_size,
-                             overlap=overlap, sample_rate=sample_rate)
-        self.cqt = (dsp.CQT(sample_rate, cqt_hop, cqt_fmin, cqt_bins, cqt_bins_per_octave)
+                             overlap=overlap_for_hop(fft_size, self.hop), pad_end=False, sample_rate=sample_rate)
+        self.cqt = (dsp.CQT(sample_rate, self.hop, cqt_fmin, cqt_bins, cqt_bins_per_octave)
                     if spectrum == "cqt" else None)
         n_freq = mel_bins if spectrum == "logmel" else cqt_bins
         self.stem = nn.Conv2d(1, channels[0], 7, stride=(1, 2), padding=3)
@@ -116,14 +158,19 @@ class F0ResNetEncoder(nn.Module):
         self.register_buffer("bin_midi", torch.linspace(midi_range[0], midi_range[1], f0_bins), persistent=False)
 
     def log_spectrum(self, audio: Tensor) -> Tensor:
-        """[batch, n_samples] -> [batch, n_spectral_frames, n_freq], float32 even under autocast (the
-        ResNet after it may run in reduced precision)."""
+        """[batch, n_samples] -> [batch, n_samples // hop, n_freq] (centred frames), float32 even
+        under autocast (the ResNet after it may run in reduced precision)."""
         if self.cqt is not None:
             return dsp.full_precision(self._log_cqt, audio)
-        return dsp.full_precision(dsp.compute_logmel, audio, **self.mel_args)
+        padded, _ = centred_frames_input(audio, self.fft_size, self.hop)
+        return dsp.full_precision(dsp.compute_logmel, padded, **self.mel_args)
 
     def _log_cqt(self, audio: Tensor) -> Tensor:
-        return dsp.safe_log(self.cqt(audio))
+        n_frames = audio.shape[-1] // self.hop
+        if n_frames < 1:
+            raise ValueError(f"audio must hold at least one frame of {self.hop} samples, got {tuple(audio.shape)}")
+        # nnAudio centres its frames (frame i on sample i * hop): n // hop + 1 of them, the last dropped
+        return dsp.safe_log(self.cqt(audio)[:, :n_frames])
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         if "audio" not in features:
@@ -132,7 +179,8 @@ class F0ResNetEncoder(nn.Module):
         x = torch.relu(self.norm(self.blocks(x)))
         x = x.permute(0, 2, 1, 3).flatten(2)  # [b, t, c * f]
         probs = torch.softmax(self.dense_out(x), dim=-1)
-        probs = dsp.resample(probs, self.time_steps)
+        if self.time_steps is not None:
+            probs = dsp.resample(probs, self.time_steps)
         f0_midi = (probs * self.bin_midi.to(probs.dtype)).sum(-1, keepdim=True)
         # Non-finite audio gives a non-finite f0; keep f0 in range (on the device, no sync) so that
         # the synth runs and the step is skipped by the model's guard on its non-finite loss.

@@ -1,4 +1,4 @@
-"""Preprocessors: batch features -> network-range inputs at the model's time resolution."""
+"""Preprocessors: batch features -> network-range inputs, frame for frame (any length)."""
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -11,17 +11,21 @@ DB_RANGE = dsp.DB_RANGE  # 80 dB: ld_scaled = loudness_db / 80 + 1
 
 class F0LoudnessPreprocessor(nn.Module):
     """f0 and loudness -> f0_scaled (MIDI / 127) and ld_scaled (dB / 80 + 1), the reference's
-    scaling, all resampled linearly (with end point) to `time_steps`.
+    scaling, at the input's frames: n_frames = f0_hz's frames, whatever the length.
 
     Args:
-        time_steps: the model's number of frames.
+        time_steps: None (default): keep the input's frames (loudness_db must have as many as
+            f0_hz). An int resamples every curve linearly (with end point) to that many frames,
+            the reference's fixed-length behaviour.
         frame_rate, sample_rate: used when compute_loudness=True (loudness from 'audio', the
-            reference's dsp.compute_loudness defaults: n_fft 512, centred frames).
+            reference's dsp.compute_loudness defaults: n_fft 512, centred frames; frame i centred
+            on sample i * hop, the extra final frame dropped, so n_samples / hop frames).
     Reads f0_hz [b, t(, 1)], loudness_db [b, t(, 1)] (or audio [b, n]); adds f0_hz, loudness_db,
-    f0_scaled, ld_scaled, each [b, time_steps, 1]. Computed loudness is float32 even under autocast.
+    f0_scaled, ld_scaled, each [b, t, 1] (t = time_steps if given). Computed loudness is float32
+    even under autocast.
     """
 
-    def __init__(self, time_steps: int = 1000, frame_rate: int = 250, sample_rate: int = 16000,
+    def __init__(self, time_steps: int | None = None, frame_rate: int = 250, sample_rate: int = 16000,
                  compute_loudness: bool = False):
         super().__init__()
         self.time_steps, self.frame_rate, self.sample_rate = time_steps, frame_rate, sample_rate
@@ -31,20 +35,32 @@ class F0LoudnessPreprocessor(nn.Module):
         x = x[..., None] if x.dim() == 2 else x
         return dsp.resample(x, self.time_steps) if x.shape[1] != self.time_steps else x
 
+    def _loudness(self, features: dict[str, Tensor], n_frames: int) -> Tensor:
+        if not self.compute_loudness:
+            if "loudness_db" not in features:
+                raise ValueError(f"F0LoudnessPreprocessor needs 'loudness_db' (or compute_loudness=True), "
+                                 f"got {sorted(features)}")
+            return features["loudness_db"]
+        if "audio" not in features:
+            raise ValueError("F0LoudnessPreprocessor(compute_loudness=True) needs 'audio'")
+        # float32 outside autocast: A-weighted power in dB is a spectral front-end
+        loudness = dsp.full_precision(dsp.compute_loudness, features["audio"], self.sample_rate, self.frame_rate)
+        if self.time_steps is None and loudness.shape[1] == n_frames + 1:
+            loudness = loudness[:, :n_frames]  # centred frames: the one at n_samples is not a model frame
+        return loudness
+
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         if "f0_hz" not in features:
             raise ValueError(f"F0LoudnessPreprocessor needs 'f0_hz' among the features {sorted(features)}")
-        if self.compute_loudness:
-            if "audio" not in features:
-                raise ValueError("F0LoudnessPreprocessor(compute_loudness=True) needs 'audio'")
-            # float32 outside autocast: A-weighted power in dB is a spectral front-end
-            loudness = dsp.full_precision(dsp.compute_loudness, features["audio"], self.sample_rate,
-                                          self.frame_rate)
-        elif "loudness_db" in features:
-            loudness = features["loudness_db"]
+        f0_hz = features["f0_hz"]
+        loudness = self._loudness(features, f0_hz.shape[1])
+        if self.time_steps is not None:
+            f0_hz, loudness_db = self._resample(f0_hz), self._resample(loudness)
         else:
-            raise ValueError(f"F0LoudnessPreprocessor needs 'loudness_db' (or compute_loudness=True), "
-                             f"got {sorted(features)}")
-        f0_hz, loudness_db = self._resample(features["f0_hz"]), self._resample(loudness)
+            f0_hz = f0_hz[..., None] if f0_hz.dim() == 2 else f0_hz
+            loudness_db = loudness[..., None] if loudness.dim() == 2 else loudness
+            if loudness_db.shape[1] != f0_hz.shape[1]:
+                raise ValueError(f"loudness_db must have as many frames as f0_hz {tuple(f0_hz.shape)} "
+                                 f"(or set time_steps to resample both), got {tuple(loudness_db.shape)}")
         return {**features, "f0_hz": f0_hz, "loudness_db": loudness_db,
                 "f0_scaled": dsp.hz_to_midi(f0_hz) / F0_RANGE, "ld_scaled": loudness_db / DB_RANGE + 1.0}

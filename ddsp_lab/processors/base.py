@@ -38,7 +38,20 @@ class Processor(nn.Module):
     forward(*raw_controls) returns the signal; `forward_with_controls` also returns the controls.
     `control_sizes` maps each raw input name to its channel count (None: any / not a control),
     used to check that a decoder's outputs fit a synth stack.
+
+    Length: a processor that turns frame-rate controls into audio declares an `n_samples` keyword
+    on get_signal (`takes_n_samples` is then True) and resolves it with `resolve_n_samples`: the
+    per-call value, else the one given at construction, else a ValueError. forward and
+    forward_with_controls pass `n_samples=` through to it, so `proc(..., n_samples=n)` works by
+    hand and ProcessorGroup.run passes it to exactly these processors. Processors that take audio
+    (effects, Add, Mix, Crop) take their length from it and have no n_samples.
     """
+
+    takes_n_samples: bool = False  # set per subclass from get_signal's signature
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.takes_n_samples = "n_samples" in inspect.signature(cls.get_signal).parameters
 
     def get_controls(self, *args, **kwargs) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -46,12 +59,32 @@ class Processor(nn.Module):
     def get_signal(self, *args, **kwargs) -> Tensor:
         raise NotImplementedError
 
-    def forward_with_controls(self, *args, **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward_with_controls(self, *args, n_samples: int | None = None,
+                              **kwargs) -> tuple[Tensor, dict[str, Tensor]]:
         controls = self.get_controls(*args, **kwargs)
-        return self.get_signal(**controls), controls
+        return self.get_signal(**controls, **self._length_kwargs(n_samples)), controls
 
     def forward(self, *args, **kwargs) -> Tensor:
         return self.forward_with_controls(*args, **kwargs)[0]
+
+    def _length_kwargs(self, n_samples: int | None) -> dict[str, int | None]:
+        """{'n_samples': n_samples} for a processor that takes one, {} for one whose length comes
+        from its audio input (where a given n_samples is an error, not silently ignored)."""
+        if self.takes_n_samples:
+            return {"n_samples": n_samples}
+        if n_samples is not None:
+            raise ValueError(f"{type(self).__name__} takes its length from its audio input; "
+                             f"n_samples must be None, got {n_samples!r}")
+        return {}
+
+    def resolve_n_samples(self, n_samples: int | None) -> int:
+        """The output length: the per-call n_samples, else the constructor's, else ValueError."""
+        n = n_samples if n_samples is not None else getattr(self, "n_samples", None)
+        if n is None:
+            raise ValueError(f"{type(self).__name__} needs n_samples (the output length): pass it per call "
+                             f"(proc(..., n_samples=n), get_signal(..., n_samples=n), group.run(batch, "
+                             f"n_samples=n)) or at construction; got neither")
+        return check_n_samples(n)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -66,6 +99,14 @@ class Processor(nn.Module):
 
     def control_sizes(self) -> dict[str, int | None]:
         return {name: None for name in self.input_names}
+
+
+def check_n_samples(n_samples: int | None) -> int | None:
+    """None or a positive int (a SymInt under torch.export too); returns it."""
+    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, (int, torch.SymInt))
+                                  or n_samples < 1):
+        raise ValueError(f"n_samples must be None or a positive int, got {n_samples!r}")
+    return n_samples
 
 
 def check_audio(name: str, audio: Tensor) -> None:

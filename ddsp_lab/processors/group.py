@@ -1,16 +1,17 @@
 """ProcessorGroup: a DAG of processors over a dict of named tensors, defined as a list in YAML.
 
     _target_: ddsp_lab.processors.ProcessorGroup
+    frame_rate: 250          # optional: lets run() derive the length from the controls' frames
     nodes:
-      - {processor: {_target_: ddsp_lab.processors.Harmonic, n_samples: 64000},
+      - {processor: {_target_: ddsp_lab.processors.Harmonic, sample_rate: 16000},
          inputs: [amps, harmonic_distribution, f0_hz], name: harmonic}
-      - {processor: {_target_: ddsp_lab.processors.FilteredNoise, n_samples: 64000},
+      - {processor: {_target_: ddsp_lab.processors.FilteredNoise},
          inputs: [noise_magnitudes], name: noise}
       - {processor: {_target_: ddsp_lab.processors.Add}, inputs: [harmonic, noise], name: audio_synth}
 
 Each node reads the named entries (batch features, decoder outputs or earlier nodes' signals),
 adds its signal under `name` and its scaled controls under `name/<control>`. The group's output is
-the last node's signal (or `output`).
+the last node's signal (or `output`). The output length comes from the call (see ProcessorGroup).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import Processor
+from .base import Processor, check_n_samples
 
 
 class ProcessorGroup(nn.Module):
@@ -30,9 +31,25 @@ class ProcessorGroup(nn.Module):
         nodes: list of {processor: Processor, inputs: [keys], name: str} (dicts or tuples
             (processor, inputs[, name])). Hydra instantiates the processors recursively.
         output: key returned by forward (default: the last node's name).
+        frame_rate: the controls' frame rate (Hz), for the length rule below (None: not used).
+        sample_rate: the group's sample rate (default: the one its processors declare; they must
+            agree, and with it).
+
+    Length: run(batch, n_samples=n) passes n to every processor that takes a length (synths:
+    `Processor.takes_n_samples`); effects, Add, Mix, Crop take theirs from their audio input.
+    With n_samples=None, processors given a fixed n_samples at construction keep it; for those
+    without one the group decides a single length for the whole call, in this order:
+      1. the fixed n_samples of its other processors (they must agree on it; None, the default,
+         agrees with anything),
+      2. the batch's 'audio' [batch, n_samples] (a training batch: render as long as the target),
+      3. n_frames * hop with hop = sample_rate // frame_rate (if the group has a frame_rate),
+         n_frames from the first frame-rate control [batch, n_frames, channels] of the first
+         node that needs a length,
+      4. else ValueError naming n_samples.
     """
 
-    def __init__(self, nodes: Sequence[Any], output: str | None = None):
+    def __init__(self, nodes: Sequence[Any], output: str | None = None, frame_rate: int | None = None,
+                 sample_rate: int | None = None):
         super().__init__()
         self.processors = nn.ModuleList()
         self.inputs: list[tuple[str, ...]] = []
@@ -52,19 +69,37 @@ class ProcessorGroup(nn.Module):
             produced.add(name)
         if not self.names:
             raise ValueError("ProcessorGroup needs at least one node, got an empty list")
-        self._check_consistent("sample_rate")
-        self._check_consistent("n_samples")
+        self.sample_rate = self._check_consistent("sample_rate", sample_rate)
+        self.n_samples = self._check_consistent("n_samples")
+        self.frame_rate, self.hop_size = frame_rate, self._hop(frame_rate, self.sample_rate)
         self.output = output or self.names[-1]
         if self.output not in produced:
             raise ValueError(f"ProcessorGroup output {self.output!r} is not a node name {self.names}")
 
-    def _check_consistent(self, attr: str) -> None:
-        """Processors that declare `attr` (sample_rate, n_samples) must agree: a stack mixing a
-        16 kHz synth with a 48 kHz effect is a config error, caught at construction."""
+    def _check_consistent(self, attr: str, own: Any = None) -> Any:
+        """Processors that declare `attr` (sample_rate, n_samples) must agree (with the group's
+        own value too, if given): a stack mixing a 16 kHz synth with a 48 kHz effect is a config
+        error, caught at construction. Returns the agreed value (None if none declares one)."""
         values = {name: getattr(p, attr) for p, name in zip(self.processors, self.names)
                   if getattr(p, attr, None) is not None}
+        if own is not None:
+            values["<group>"] = own
         if len(set(values.values())) > 1:
             raise ValueError(f"ProcessorGroup: processors disagree on {attr}: {values}")
+        return next(iter(values.values()), None)
+
+    @staticmethod
+    def _hop(frame_rate: int | None, sample_rate: int | None) -> int | None:
+        if frame_rate is None:
+            return None
+        if sample_rate is None:
+            raise ValueError(f"ProcessorGroup(frame_rate={frame_rate}) needs a sample_rate: give the group "
+                             f"one or use a processor that declares it")
+        if isinstance(frame_rate, bool) or not isinstance(frame_rate, int) or frame_rate < 1 \
+                or sample_rate % frame_rate:
+            raise ValueError(f"frame_rate must be a positive int dividing the sample rate ({sample_rate}), "
+                             f"got {frame_rate!r}")
+        return int(sample_rate) // frame_rate
 
     @staticmethod
     def _parse(node: Any, i: int) -> tuple[Processor, Sequence[str], str]:
@@ -110,24 +145,49 @@ class ProcessorGroup(nn.Module):
             for p, g in zip(reversed(procs), reversed(saved)):
                 p.generator = g
 
-    def run(self, features: Mapping[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def run(self, features: Mapping[str, Tensor], generator: torch.Generator | None = None,
+            n_samples: int | None = None) -> dict[str, Tensor]:
         """Evaluate every node; returns a new dict: the inputs plus every signal and control.
-        generator: if given, every random processor draws its noise from it for this call."""
+        generator: if given, every random processor draws its noise from it for this call.
+        n_samples: the output length of every processor that takes one (None: the rule in the
+        class docstring)."""
         with self.noise_from(generator):
-            return self._run(features)
+            return self._run(features, check_n_samples(n_samples))
 
-    def _run(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def _run(self, features: Mapping[str, Tensor], n_samples: int | None) -> dict[str, Tensor]:
         out = dict(features)
+        default: int | None = None  # the call's length for processors without a fixed one
         for proc, inputs, name in zip(self.processors, self.inputs, self.names):
             missing = [k for k in inputs if k not in out]
             if missing:
                 raise ValueError(f"ProcessorGroup node {name!r} needs {missing}, which are not among "
                                  f"the available keys {sorted(out)}")
-            signal, controls = proc.forward_with_controls(*(out[k] for k in inputs))
+            args = [out[k] for k in inputs]
+            length = {}
+            if proc.takes_n_samples:
+                length = {"n_samples": n_samples}
+                if n_samples is None and getattr(proc, "n_samples", None) is None:
+                    default = default or self._default_n_samples(features, args, name)
+                    length = {"n_samples": default}
+            signal, controls = proc.forward_with_controls(*args, **length)
             out[name] = signal
             for key, value in controls.items():
                 out[f"{name}/{key}"] = value
         return out
 
-    def forward(self, features: Mapping[str, Tensor]) -> Tensor:
-        return self.run(features)[self.output]
+    def _default_n_samples(self, features: Mapping[str, Tensor], args: Sequence[Tensor], name: str) -> int:
+        """The length of a call without n_samples (rules 1-4 of the class docstring)."""
+        if self.n_samples is not None:
+            return self.n_samples
+        audio = features.get("audio")
+        if torch.is_tensor(audio) and audio.dim() >= 1:
+            return int(audio.shape[-1])
+        frames = [a for a in args if torch.is_tensor(a) and a.dim() == 3]
+        if self.hop_size is not None and frames:
+            return int(frames[0].shape[1]) * self.hop_size
+        raise ValueError(f"ProcessorGroup node {name!r} needs n_samples: pass group.run(batch, n_samples=n), "
+                         f"give the batch an 'audio' entry, or give the group a frame_rate (got "
+                         f"frame_rate={self.frame_rate}, and no 'audio' among {sorted(features)})")
+
+    def forward(self, features: Mapping[str, Tensor], n_samples: int | None = None) -> Tensor:
+        return self.run(features, n_samples=n_samples)[self.output]

@@ -1,11 +1,17 @@
-"""Synthesizers: frame-wise controls -> audio [batch, n_samples]."""
+"""Synthesizers: frame-wise controls -> audio [batch, n_samples].
+
+Length comes from the call: every synth here takes `n_samples` per call (get_signal / forward, or
+ProcessorGroup.run(..., n_samples=n)), or at construction (a fixed length, the reference's style);
+the per-call value wins; with neither it raises. The frame rate is n_frames / n_samples * the
+sample rate: render any duration from controls of the matching number of frames.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from .. import dsp
-from .base import Processor, check_controls, get_scale_fn
+from .base import Processor, check_controls, check_n_samples, get_scale_fn
 
 
 def _sample_noise(shape: tuple[int, ...], like: Tensor, noise: Tensor | None,
@@ -31,14 +37,16 @@ class Harmonic(Processor):
     harmonic amplitude, the filtered noise takes over and the harmonic part never recovers (the
     reference's reported failure at 44.1 kHz; reproduced in tests/test_train.py). A -12 dB/octave
     prior starts the distribution where instruments are and the harmonic part trains.
+
+    n_samples: a fixed output length (None, the default: given per call, see the module docstring).
     """
 
-    def __init__(self, n_samples: int = 64000, sample_rate: int = 16000,
+    def __init__(self, n_samples: int | None = None, sample_rate: int = 16000,
                  scale_fn: str | None = "exp_sigmoid", normalize_below_nyquist: bool = True,
                  amp_resample_method: str = "window", n_harmonics: int | None = None,
                  tilt_db_per_octave: float = 0.0):
         super().__init__()
-        self.n_samples, self.sample_rate = n_samples, sample_rate
+        self.n_samples, self.sample_rate = check_n_samples(n_samples), sample_rate
         self.tilt_db_per_octave = float(tilt_db_per_octave)
         self.scale_fn = get_scale_fn(scale_fn)
         self.normalize_below_nyquist = normalize_below_nyquist
@@ -63,9 +71,11 @@ class Harmonic(Processor):
         harmonic_distribution = dsp.normalize_harmonics(harmonic_distribution, f0_hz, sr)
         return {"amplitudes": amplitudes, "harmonic_distribution": harmonic_distribution, "f0_hz": f0_hz}
 
-    def get_signal(self, amplitudes: Tensor, harmonic_distribution: Tensor, f0_hz: Tensor) -> Tensor:
+    def get_signal(self, amplitudes: Tensor, harmonic_distribution: Tensor, f0_hz: Tensor,
+                   n_samples: int | None = None) -> Tensor:
+        """Scaled controls [b, t, 1], [b, t, n_harmonics], [b, t, 1] -> [b, n_samples]."""
         return dsp.harmonic_synthesis(f0_hz, amplitudes, harmonic_distribution=harmonic_distribution,
-                                      n_samples=self.n_samples, sample_rate=self.sample_rate,
+                                      n_samples=self.resolve_n_samples(n_samples), sample_rate=self.sample_rate,
                                       amp_resample_method=self.amp_resample_method)
 
 
@@ -73,14 +83,16 @@ class FilteredNoise(Processor):
     """Uniform noise through time-varying FIR filters designed from band magnitudes.
 
     Controls: magnitudes [b, t, n_bands] (raw; scale_fn(magnitudes + initial_bias)). Noise comes
-    from `generator` (argument or attribute) or is injected with `noise` [b, n_samples].
+    from `generator` (argument or attribute) or is injected with `noise` [b, n_samples] (whose
+    length is then the output length when no n_samples is given).
+    n_samples: a fixed output length (None, the default: given per call).
     """
 
-    def __init__(self, n_samples: int = 64000, window_size: int = 257,
+    def __init__(self, n_samples: int | None = None, window_size: int = 257,
                  scale_fn: str | None = "exp_sigmoid", initial_bias: float = -5.0,
                  n_bands: int | None = None):
         super().__init__()
-        self.n_samples, self.window_size = n_samples, window_size
+        self.n_samples, self.window_size = check_n_samples(n_samples), window_size
         self.scale_fn = get_scale_fn(scale_fn)
         self.initial_bias = initial_bias
         self.n_bands = n_bands
@@ -96,25 +108,30 @@ class FilteredNoise(Processor):
         return {"magnitudes": magnitudes}
 
     def get_signal(self, magnitudes: Tensor, noise: Tensor | None = None,
-                   generator: torch.Generator | None = None) -> Tensor:
-        shape = (magnitudes.shape[0], self.n_samples)
+                   generator: torch.Generator | None = None, n_samples: int | None = None) -> Tensor:
+        """Scaled magnitudes [b, t, n_bands] -> [b, n_samples]."""
+        if n_samples is None and self.n_samples is None and noise is not None:
+            n_samples = noise.shape[-1]
+        shape = (magnitudes.shape[0], self.resolve_n_samples(n_samples))
         white = _sample_noise(shape, magnitudes, noise, generator or self.generator)
         return dsp.frequency_filter(white, magnitudes, window_size=self.window_size)
 
     def forward(self, magnitudes: Tensor, noise: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
-        return self.get_signal(**self.get_controls(magnitudes), noise=noise, generator=generator)
+                generator: torch.Generator | None = None, n_samples: int | None = None) -> Tensor:
+        return self.get_signal(**self.get_controls(magnitudes), noise=noise, generator=generator,
+                               n_samples=n_samples)
 
 
 class Wavetable(Processor):
     """Wavetable oscillator: amplitudes [b, t, 1], wavetables [b, t, n_wavetable] or
     [b, n_wavetable], f0_hz [b, t, 1]. scale_fn applies to amplitudes and wavetables (as the
-    reference: positive tables, hence a DC offset; pass scale_fn=None for bipolar tables)."""
+    reference: positive tables, hence a DC offset; pass scale_fn=None for bipolar tables).
+    n_samples: a fixed output length (None, the default: given per call)."""
 
-    def __init__(self, n_samples: int = 64000, sample_rate: int = 16000,
+    def __init__(self, n_samples: int | None = None, sample_rate: int = 16000,
                  scale_fn: str | None = "exp_sigmoid", n_wavetable: int | None = None):
         super().__init__()
-        self.n_samples, self.sample_rate = n_samples, sample_rate
+        self.n_samples, self.sample_rate = check_n_samples(n_samples), sample_rate
         self.scale_fn = get_scale_fn(scale_fn)
         self.n_wavetable = n_wavetable
 
@@ -127,8 +144,11 @@ class Wavetable(Processor):
             wavetables = self.scale_fn(wavetables)
         return {"amplitudes": amplitudes, "wavetables": wavetables, "f0_hz": f0_hz}
 
-    def get_signal(self, amplitudes: Tensor, wavetables: Tensor, f0_hz: Tensor) -> Tensor:
-        return dsp.wavetable_synthesis(f0_hz, amplitudes, wavetables, self.n_samples, self.sample_rate)
+    def get_signal(self, amplitudes: Tensor, wavetables: Tensor, f0_hz: Tensor,
+                   n_samples: int | None = None) -> Tensor:
+        """Scaled controls -> [b, n_samples]."""
+        return dsp.wavetable_synthesis(f0_hz, amplitudes, wavetables, self.resolve_n_samples(n_samples),
+                                       self.sample_rate)
 
 
 class Sinusoidal(Processor):
@@ -136,13 +156,14 @@ class Sinusoidal(Processor):
 
     freq_scale_fn (default frequencies_sigmoid, 8.18 Hz .. 8 kHz as in the reference) maps raw
     outputs to Hz; sinusoids at or above Nyquist are silenced.
+    n_samples: a fixed output length (None, the default: given per call).
     """
 
-    def __init__(self, n_samples: int = 64000, sample_rate: int = 16000,
+    def __init__(self, n_samples: int | None = None, sample_rate: int = 16000,
                  amp_scale_fn: str | None = "exp_sigmoid", amp_resample_method: str = "window",
                  freq_scale_fn: str | None = "frequencies_sigmoid", n_sinusoids: int | None = None):
         super().__init__()
-        self.n_samples, self.sample_rate = n_samples, sample_rate
+        self.n_samples, self.sample_rate = check_n_samples(n_samples), sample_rate
         self.amp_scale_fn = get_scale_fn(amp_scale_fn)
         self.freq_scale_fn = get_scale_fn(freq_scale_fn)
         self.amp_resample_method = amp_resample_method
@@ -159,9 +180,11 @@ class Sinusoidal(Processor):
             amplitudes = dsp.remove_above_nyquist(frequencies, amplitudes, self.sample_rate)
         return {"amplitudes": amplitudes, "frequencies": frequencies}
 
-    def get_signal(self, amplitudes: Tensor, frequencies: Tensor) -> Tensor:
-        amp_env = dsp.resample(amplitudes, self.n_samples, method=self.amp_resample_method)
-        freq_env = dsp.resample(frequencies, self.n_samples)
+    def get_signal(self, amplitudes: Tensor, frequencies: Tensor, n_samples: int | None = None) -> Tensor:
+        """Scaled amplitudes, frequencies (Hz) [b, t, n_sinusoids] -> [b, n_samples]."""
+        n = self.resolve_n_samples(n_samples)
+        amp_env = dsp.resample(amplitudes, n, method=self.amp_resample_method)
+        freq_env = dsp.resample(frequencies, n)
         return dsp.oscillator_bank(freq_env, amp_env, self.sample_rate)
 
 

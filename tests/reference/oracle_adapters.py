@@ -87,7 +87,8 @@ def _pad(inputs, kwargs, meta):
 
 def _processor(cls, **fixed):
     """Adapter for a processor: constructor kwargs from the case, call inputs in call order;
-    returns the signal and the scaled controls."""
+    returns the signal and the scaled controls. The synth cases give n_samples to the constructor
+    (the reference's fixed length), so no per-call length is passed."""
     def adapter(inputs, kwargs, meta):
         proc = cls(**{**kwargs, **fixed})
         names = meta.get("call_inputs") or [n for n in meta["inputs"] if n != "noise"]
