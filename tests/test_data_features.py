@@ -1,4 +1,6 @@
-"""Frame-wise training features: CREPE f0 on tones of known pitch, the frame convention, loudness frames."""
+"""Frame-wise training features: CREPE f0 on tones of known pitch, the frame convention, loudness frames,
+and whole recordings analysed once in blocks (equal to one pass, and to per-window analysis away
+from window edges)."""
 from __future__ import annotations
 
 import math
@@ -8,12 +10,16 @@ import torch
 
 from ddsp_lab import dsp
 from ddsp_lab.data import CrepeF0, compute_loudness_frames, frame_hop
+from ddsp_lab.data.features import recording_loudness, resample_recording
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 250
 HOP = SAMPLE_RATE // FRAME_RATE
 TONE_HZ = (100.0, 147.0, 220.0, 330.0, 494.0, 740.0, 1000.0)
 EDGE_FRAMES = 10  # CREPE's 1024-sample window runs into the zero padding near both ends
+# CREPE on short recordings makes small network calls; a second intra-op thread spin-waits on a
+# busy 2-core machine (measured: 33 vs 3.4 ms per frame for 10-frame calls)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def harmonic_tone(f0_hz: float, sample_rate: int, seconds: float = 1.0, phase: float = 0.0) -> torch.Tensor:
@@ -160,3 +166,92 @@ def test_loudness_frames_scale_with_amplitude():
 def test_loudness_frames_reject_length_not_a_multiple_of_hop():
     with pytest.raises(ValueError, match="multiple of the hop"):
         compute_loudness_frames(torch.zeros(1, 16010), SAMPLE_RATE, FRAME_RATE)
+
+
+# ------------------------------------------------------------------------------- whole recordings
+def _melody(seconds: float, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Audio [n_samples] float32 and its f0 [n_samples] Hz: notes of 196, 262, 233, 311 Hz (1.5 s
+    each) with 5 Hz vibrato, harmonics and a tremolo, so f0, confidence and loudness all move."""
+    t = torch.arange(int(seconds * sample_rate), dtype=torch.float64) / sample_rate
+    notes = torch.tensor(MELODY_HZ, dtype=torch.float64)
+    f0 = notes[(t // 1.5).long() % 4] * 2 ** (0.3 / 12 * torch.sin(2 * math.pi * 5 * t))
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / sample_rate
+    tone = sum(torch.sin(k * phase) / k for k in range(1, 5))
+    return (0.3 * tone * (0.6 + 0.4 * torch.sin(2 * math.pi * 0.7 * t))).float(), f0
+
+
+MELODY_HZ = (196.0, 262.0, 233.0, 311.0)
+
+
+def test_recording_blocks_join_exactly_and_equal_per_window_features_away_from_window_edges(crepe):
+    """A 6 s recording analysed once (CREPE and loudness in blocks of 1.5 s, Viterbi margins of 1 s)
+    against (a) one pass over the recording and (b) per-window analysis of its 2 s windows (at 0, 2
+    and 4 s), as prepare used to do. Frames are 20 ms (50 Hz) to keep CREPE cheap.
+    (a) equal everywhere: the blocks join exactly.
+    (b) CREPE activations are frame-local: argmax f0 and confidence equal wherever the frame's 1024
+        samples lie inside the window (2 frames from an edge), loudness wherever its 2048 samples do
+        (4 frames); at the recording's own ends both see zero padding, so those frames match too.
+        Viterbi looks along the path: it equals there too from 0.5 s (25 frames) off an interior edge."""
+    frame_rate, seconds, window_s = 50, 6.0, 2.0
+    hop, n_win = SAMPLE_RATE // frame_rate, int(window_s * frame_rate)
+    crepe_edge, loudness_edge, viterbi_edge = math.ceil(512 / hop), math.ceil(1024 / hop), 25
+    audio, f0_true = _melody(seconds)
+    argmax = CrepeF0("tiny", viterbi=False, device="cpu")
+
+    act_file = crepe.activations(audio, SAMPLE_RATE, frame_rate)  # one pass, [1, 300, 360]
+    tracked = list(crepe.track(audio, SAMPLE_RATE, frame_rate, block_seconds=1.5, margin_seconds=1.0))
+    assert [j0 for j0, _, _ in tracked] == [0, 75, 150, 225]
+    f0_blocks, conf_blocks = (torch.cat([block[i] for block in tracked]) for i in (1, 2))
+    f0_once, conf_once = crepe.decode(act_file)
+    torch.testing.assert_close(f0_blocks, f0_once[0], atol=1e-3, rtol=0)  # Hz
+    torch.testing.assert_close(conf_blocks, conf_once[0], atol=1e-6, rtol=0)
+    ld_blocks = recording_loudness(audio, SAMPLE_RATE, frame_rate, block_frames=75)
+    ld_once = recording_loudness(audio, SAMPLE_RATE, frame_rate, block_frames=10 ** 6)
+    torch.testing.assert_close(ld_blocks, ld_once, atol=1e-5, rtol=0)
+
+    starts = range(0, int(seconds * SAMPLE_RATE), int(window_s * SAMPLE_RATE))
+    windows = torch.stack([audio[s:s + n_win * hop] for s in starts])
+    act_win = crepe.activations(windows, SAMPLE_RATE, frame_rate)
+    f0_vit, conf_vit = crepe.decode(act_win)
+    f0_arg, conf_arg = argmax.decode(act_win)
+    f0_arg_file, conf_arg_file = argmax.decode(act_file)
+    ld_win = compute_loudness_frames(windows, SAMPLE_RATE, frame_rate)
+    for w, s in enumerate(starts):
+        first = s // hop
+        for edge, got, want, tol in ((crepe_edge, f0_arg_file[0], f0_arg[w], 1e-3),
+                                     (crepe_edge, conf_arg_file[0], conf_arg[w], 1e-5),
+                                     (loudness_edge, ld_once, ld_win[w], 1e-4),
+                                     (viterbi_edge, f0_blocks, f0_vit[w], 1e-3),
+                                     (viterbi_edge, conf_blocks, conf_vit[w], 1e-5)):
+            lo = 0 if s == 0 else edge  # the recording's own start and end: zero padding in both
+            hi = n_win if first + n_win == len(got) else n_win - edge
+            torch.testing.assert_close(got[first + lo:first + hi], want[lo:hi], atol=tol, rtol=0)
+        if w > 0:  # at an interior window edge the window hears zeros, the recording hears audio
+            assert (ld_once[first - 1] - ld_win[w - 1, -1]).abs() > 0.3  # dB
+    # the melody is tracked: within 15 cents of the true f0 (median), away from the note changes
+    err = cents_error(f0_blocks, f0_true[::hop]).abs()
+    per_note = int(1.5 * frame_rate)
+    for k, note in enumerate(MELODY_HZ):
+        assert err[k * per_note + 5:(k + 1) * per_note - 5].median() < 15.0, (note, err)
+
+
+@pytest.mark.parametrize(("orig", "new"), [(44100, 16000), (16000, 48000), (48000, 16000)])
+def test_resample_recording_in_blocks_equals_one_pass(orig, new):
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(int(2.3 * orig) + 7, generator=g, dtype=torch.float64)
+    want = dsp.resample_audio(audio, orig, new)
+    got = resample_recording(audio, orig, new, block_seconds=0.31)
+    assert got.shape == want.shape and got.dtype == audio.dtype
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_recording_loudness_of_a_window_is_compute_loudness_frames(dtype):
+    g = torch.Generator().manual_seed(1)
+    audio = ((torch.rand(16000 * 3, generator=g, dtype=torch.float64) * 2 - 1) * torch.linspace(0, 1, 48000,
+             dtype=torch.float64)).to(dtype)
+    got = recording_loudness(audio, SAMPLE_RATE, FRAME_RATE, block_frames=77)
+    assert got.shape == (48000 // HOP,) and got.dtype == dtype
+    torch.testing.assert_close(got, compute_loudness_frames(audio[None], SAMPLE_RATE, FRAME_RATE)[0],
+                               atol=1e-4 if dtype == torch.float32 else 1e-9, rtol=0)
+    with pytest.raises(ValueError, match="one recording"):
+        recording_loudness(audio[None], SAMPLE_RATE, FRAME_RATE)

@@ -1,12 +1,16 @@
-"""NSynth (published layout) and hub (datasets.load_dataset, here on a local dataset) sources."""
+"""NSynth (published layout) and hub (datasets.load_dataset, here on a local dataset) sources; the
+split rules (by item / time blocks) and reading long files in blocks."""
 import io
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from ddsp_lab.data import HubSource, NSynthSource, PrepareConfig, load_prepared, prepare
+from ddsp_lab import dsp
+from ddsp_lab.data import HubSource, NSynthSource, PrepareConfig, load_prepared, prepare, split_of
+from ddsp_lab.data.sources import Segment, plan_splits, read_audio, time_blocks
 
 SR = 16000
 
@@ -78,10 +82,21 @@ def local_hub_dataset(tmp_path_factory):
 def test_hub_source_reads_a_local_dataset(local_hub_dataset, streaming):
     src = HubSource(str(local_hub_dataset), streaming=streaming, max_examples=3 if streaming else None)
     assert len(src.items()) == 3
+    # 3 items: time blocks, but a 2 s item is too short for a validation block of one 1 s example,
+    # so it goes whole to train
+    assert src.split_rule() == "time_blocks"
     examples = list(src.load(src.items()[1], SR, 250, SR))
     assert len(examples) == 2 and examples[0].audio.shape == (SR,)  # 2 s at 44.1 kHz -> two 1 s examples
+    assert {e.split for e in examples} == {"train"}
     spec = np.abs(np.fft.rfft(examples[0].audio))
     assert abs(int(np.argmax(spec)) - 330) <= 1
+    # with 0.1 s examples the blocks hold some: 1.6 s train, 0.2 s validation, 0.2 s test
+    short = list(src.load(src.items()[1], SR, 250, SR // 10))
+    by_split = {s: sorted(int(e.example_id.split("@")[1]) for e in short if e.split == s)
+                for s in ("train", "validation", "test")}
+    assert [len(v) for v in by_split.values()] == [16, 2, 2]
+    assert max(by_split["train"]) + SR // 10 <= min(by_split["validation"])
+    assert max(by_split["validation"]) + SR // 10 <= min(by_split["test"])
 
 
 def test_hub_source_errors(local_hub_dataset):
@@ -89,3 +104,81 @@ def test_hub_source_errors(local_hub_dataset):
         HubSource(str(local_hub_dataset), audio_column="sound")
     with pytest.raises(ValueError, match="max_examples"):
         HubSource(str(local_hub_dataset), streaming=True)
+
+
+@pytest.fixture(scope="module")
+def local_hub_splits(tmp_path_factory):
+    """A local dataset with 24 train rows (1.1 s each) and 2 test rows."""
+    import datasets
+
+    root = tmp_path_factory.mktemp("hub_splits")
+    for split, n in (("train", 24), ("test", 2)):
+        rows = []
+        for i in range(n):
+            buf = io.BytesIO()
+            sf.write(buf, _tone(200.0 + 10 * i, 1.1), SR, format="WAV")
+            rows.append({"bytes": buf.getvalue(), "path": None})
+        ds = datasets.Dataset.from_dict({"audio": rows}).cast_column("audio", datasets.Audio(decode=False))
+        ds.to_parquet(str(root / f"{split}.parquet"))
+    return root
+
+
+def test_hub_source_splits_by_item_with_enough_items_and_keeps_a_published_split(local_hub_splits):
+    src = HubSource(str(local_hub_splits))
+    assert src.split_rule() == "by_item"
+    plan = src.split_plan()
+    found = {}
+    for item in src.items():
+        (example,) = src.load(item, SR, 250, SR)
+        found[item] = example.split
+    assert found == plan.splits and set(found.values()) == {"train", "validation", "test"}
+    test = HubSource(str(local_hub_splits), split="test")
+    assert test.split_rule() == "published"
+    assert {e.split for item in test.items() for e in test.load(item, SR, 250, SR)} == {"test"}
+
+
+# ------------------------------------------------------------------------------------------ splits
+def test_plan_splits_by_file_from_20_files_else_time_blocks():
+    assert plan_splits([f"take_{i}.wav" for i in range(19)]).rule == "time_blocks"
+    names = [f"take_{i}.wav" for i in range(30)]
+    plan = plan_splits(names)
+    assert plan.rule == "by_file" and plan.splits == {n: split_of(n) for n in names}  # the hash alone
+    assert set(plan.splits.values()) == {"train", "validation", "test"}
+
+
+def test_plan_splits_fills_a_split_the_hash_leaves_empty_with_one_file():
+    """20 files whose hashes give no validation file (found by search, so the test is fixed): the
+    file whose hash lies nearest the validation range moves there; nothing else changes."""
+    for offset in range(500):
+        names = [f"take_{offset + i:04d}.wav" for i in range(20)]
+        if "validation" not in {split_of(n) for n in names}:
+            break
+    else:
+        pytest.fail("no 20 consecutive names without a validation file")
+    plan = plan_splits(names)
+    moved = [n for n in names if plan.splits[n] != split_of(n)]
+    assert len(moved) == 1 and plan.splits[moved[0]] == "validation"
+    assert set(plan.splits.values()) == {"train", "validation", "test"}
+    assert plan_splits(list(names)) == plan  # deterministic
+
+
+def test_time_blocks_cut_80_10_10_or_keep_a_short_item_whole():
+    sr, n_example = 16000, 4 * 16000
+    blocks = time_blocks(60 * sr, (0.8, 0.1), n_example, align=64)
+    assert blocks == [Segment(0, 48 * sr, "train"), Segment(48 * sr, 54 * sr, "validation"),
+                      Segment(54 * sr, 60 * sr, "test")]
+    assert time_blocks(30 * sr, (0.8, 0.1), n_example) == [Segment(0, 30 * sr, "train")]  # 3 s blocks < 4 s
+    with pytest.raises(ValueError, match="split_fractions"):
+        plan_splits(["a"], (0.9, 0.2))
+
+
+def test_read_audio_in_blocks_equals_reading_at_once(tmp_path):
+    """Read, mixed to mono and resampled block by block (here 0.25 s blocks of a 44.1 kHz stereo
+    file): the same samples as the whole file mixed and resampled in one pass."""
+    rng = np.random.default_rng(0)
+    stereo = (0.3 * rng.standard_normal((int(1.3 * 44100), 2))).astype(np.float32)
+    sf.write(tmp_path / "x.wav", stereo, 44100, subtype="FLOAT")
+    got = read_audio(tmp_path / "x.wav", SR, block_seconds=0.25)
+    want = dsp.resample_audio(torch.from_numpy(stereo.mean(axis=1)).double(), 44100, SR).float().numpy()
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)

@@ -1,12 +1,19 @@
 """NSynth in its published layout: <root>/nsynth-{train,valid,test}/examples.json + audio/<note_str>.wav
-(or <root>/examples.json + audio/ for one split). The paper's subset: acoustic instruments, MIDI 24-84."""
+(or <root>/examples.json + audio/ for one split). The paper's subset: acoustic instruments, MIDI 24-84.
+And any dataset through `datasets.load_dataset` (HubSource)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .sources import Example, SkipItem, read_audio
+import numpy as np
+
+from .features import frame_hop
+from .sources import (MIN_ITEMS_BY_ITEM, Example, Recording, Segment, SkipItem, SplitPlan, check_split_fractions,
+                      plan_splits, read_audio, recording_examples, time_blocks, to_mono_rate)
+
+PUBLISHED_SPLITS = {"validation": "validation", "valid": "validation", "test": "test"}
 
 SPLIT_DIRS = {"nsynth-train": "train", "nsynth-valid": "validation", "nsynth-test": "test"}
 META_KEYS = ("pitch", "velocity", "instrument_str", "instrument_family_str", "instrument_source_str", "note_str")
@@ -62,6 +69,9 @@ class NSynthSource:
     def items(self) -> list[str]:
         return sorted(self._meta)
 
+    def split_rule(self) -> str:
+        return "published"  # nsynth-train / -valid / -test
+
     def load(self, item: str, sample_rate: int, frame_rate: int, n_samples: int) -> Iterator[Example]:
         path = self.root / item
         if not path.exists():
@@ -79,17 +89,24 @@ class NSynthSource:
 class HubSource:
     """A dataset by name through `datasets.load_dataset` (a hub id when online, or a local dataset
     folder / files), with an audio column; audio is decoded here with soundfile (no torchcodec).
+    Each row is an item, cut into consecutive examples.
+
+    Splits: reading a published 'validation' / 'valid' / 'test' split keeps it; any other split is
+    divided by the rule of `sources` (by item when it has at least by_item_min_items rows, else in
+    time blocks within each row).
 
     Args:
         name: dataset id or local path; config_name: its configuration.
         split: the split to read; audio_column: the column holding audio.
         streaming: iterate without downloading everything (then max_examples bounds the items).
+        split_fractions: (train, validation); test takes the rest.
     """
 
     name = "hub"
 
     def __init__(self, name: str, split: str = "train", audio_column: str = "audio",
-                 config_name: str | None = None, streaming: bool = False, max_examples: int | None = None):
+                 config_name: str | None = None, streaming: bool = False, max_examples: int | None = None,
+                 split_fractions: tuple[float, float] = (0.8, 0.1), by_item_min_items: int = MIN_ITEMS_BY_ITEM):
         import datasets
 
         self.dataset_name, self.audio_column, self.streaming = name, audio_column, streaming
@@ -103,9 +120,21 @@ class HubSource:
         self.ds, self.split = ds, split
         self.n = max_examples if streaming else min(len(ds), max_examples or len(ds))
         self._iter, self._pos = None, -1
+        self.published = PUBLISHED_SPLITS.get(split.split("[")[0].strip().lower())
+        self.split_fractions = check_split_fractions(split_fractions)
+        self.by_item_min_items = by_item_min_items
+        self._plan: SplitPlan | None = None
 
     def items(self) -> list[str]:
         return [f"{i:08d}" for i in range(self.n)]
+
+    def split_plan(self) -> SplitPlan:
+        if self._plan is None:
+            self._plan = plan_splits(self.items(), self.split_fractions, self.by_item_min_items, "by_item")
+        return self._plan
+
+    def split_rule(self) -> str:
+        return "published" if self.published else self.split_plan().rule
 
     def _row(self, index: int) -> dict:
         if not self.streaming:
@@ -118,31 +147,38 @@ class HubSource:
             self._pos += 1
         return row
 
-    def load(self, item: str, sample_rate: int, frame_rate: int, n_samples: int) -> Iterator[Example]:
+    def _audio(self, item: str, sample_rate: int) -> np.ndarray:
+        """The item's audio, mono float32 at sample_rate."""
         import io
 
-        import numpy as np
         import soundfile as sf
-        import torch
-
-        from .. import dsp
 
         value = self._row(int(item))[self.audio_column]
         try:
             if isinstance(value, dict) and value.get("array") is not None:
                 audio, sr = np.asarray(value["array"], np.float32), int(value["sampling_rate"])
+                audio = audio.mean(axis=0) if audio.ndim == 2 else audio
             else:
                 src = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
                 audio, sr = sf.read(src, dtype="float32", always_2d=True)
                 audio = audio.mean(axis=1)
         except Exception as e:  # noqa: BLE001
             raise SkipItem(f"unreadable ({type(e).__name__})") from e
-        if sr != sample_rate:
-            audio = dsp.resample_audio(torch.from_numpy(audio).double(), sr, sample_rate).float().numpy()
+        return to_mono_rate(audio, sr, sample_rate)
+
+    def recording(self, item: str, sample_rate: int, frame_rate: int, n_samples: int) -> Recording:
+        audio = self._audio(item, sample_rate)
         if len(audio) < n_samples:
             raise SkipItem(f"too short ({len(audio) / sample_rate:.2f} s)")
         if float(np.abs(audio).max()) == 0.0:
             raise SkipItem("silent")
-        for k, start in enumerate(range(0, len(audio) - n_samples + 1, n_samples)):
-            yield Example(audio[start:start + n_samples], f"{item}@{k}", self.split if self.split in
-                          ("train", "validation", "test") else "train", {"source_file": f"{self.dataset_name}:{item}"})
+        plan = self.split_plan()
+        if self.published or plan.splits is not None:
+            segments = [Segment(0, len(audio), self.published or plan.splits[item])]
+        else:
+            segments = time_blocks(len(audio), plan.fractions, n_samples, frame_hop(sample_rate, frame_rate))
+        return Recording(item, audio, segments, n_samples, None, {"source_file": f"{self.dataset_name}:{item}"})
+
+    def load(self, item: str, sample_rate: int, frame_rate: int, n_samples: int) -> Iterator[Example]:
+        yield from recording_examples(self.recording(item, sample_rate, frame_rate, n_samples),
+                                      sample_rate, frame_rate, n_samples)

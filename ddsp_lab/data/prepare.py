@@ -2,23 +2,39 @@
 as a `datasets` dataset (Arrow) on disk.
 
 Layout of `out`:
-    prepare_config.json              the settings (a rerun with other settings is refused)
-    shard-000-of-002/part-00000/     one datasets.save_to_disk per chunk of source items, with
+    prepare_config.json              the settings, the item list's digest and split rule (a rerun
+                                     or sibling shard with other settings is refused)
+    shard-000-of-002/part-00000/     one part per chunk of source items: rows-00000/, rows-00001/ ...
+                                     (datasets.save_to_disk, each a bounded group of examples) and
                                      part_info.json (its counts and skipped items)
     shard-000-of-002/COMPLETE.json   written when the shard is done
-    dataset_info.json                version, config, statistics: written when every shard is done
+    dataset_info.json                version, config, split rule, statistics, warnings: written when
+                                     every shard is done
 
 Resumable and idempotent: a part becomes visible only by an atomic rename of a finished temporary
 directory, so an interrupted run leaves no half-written part; a rerun skips the parts that exist
 and a finished shard does nothing. A bad item (unreadable, too short, silent) is skipped, counted
 and listed with its reason; it never stops the run.
+
+Shards may start and finish at the same moment (a SLURM array): every temporary name is unique to
+its process, the first writer of prepare_config.json wins atomically (the others compare against
+it), and shards finishing together both write the same dataset_info.json by an atomic rename.
+
+Long recordings (FolderSource, HubSource give a `Recording`) are analysed once per segment: loudness
+first (silent windows dropped), then CREPE over the frames the kept windows cover, in bounded blocks
+(features.CrepeF0.track); each example's frames are cut from the segment's arrays. A frame near an
+example's edge thus sees the real audio around it where a per-window analysis saw zero padding; at
+a segment's own ends both see zeros. The other sources give examples (`load`) analysed one by one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,9 +42,34 @@ import numpy as np
 import torch
 
 from .features import CREPE_SAMPLE_RATE, CrepeF0, compute_loudness_frames, frame_hop
-from .sources import Example, SkipItem
+from .sources import MIN_ITEMS_BY_ITEM, SPLITS, Example, Recording, SkipItem, plan_windows
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: features per recording, time-block splits, parts in groups of rows
+GROUP_BYTES = 64 << 20  # audio rows held before a group is written out (its Arrow copy takes ~2.5x)
+
+
+def _json_default(value):
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:
+        pass
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not a plain value")
+
+
+def canonical(value, name: str = "value"):
+    """The JSON form of a settings value: tuples and lists alike, OmegaConf containers resolved to
+    plain ones, so settings compare equal however they were spelled."""
+    try:
+        return json.loads(json.dumps(value, default=_json_default, sort_keys=True))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must hold plain values (numbers, strings, lists, dicts): {e}") from e
 
 
 @dataclass
@@ -42,6 +83,9 @@ class PrepareConfig:
     num_shards: int = 1
     items_per_part: int = 16
     source_args: dict | None = None
+
+    def __post_init__(self):
+        self.source_args = canonical(self.source_args, "source_args")  # one form: tuple == list
 
     @property
     def n_samples(self) -> int:
@@ -59,29 +103,85 @@ class PrepareConfig:
             raise ValueError(f"crepe_model must be 'full' or 'tiny', got {self.crepe_model!r}")
         if self.num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
+        if self.items_per_part < 1:
+            raise ValueError(f"items_per_part must be >= 1, got {self.items_per_part}")
 
 
 def _shard_dir(out: Path, shard: int, num_shards: int) -> Path:
     return out / f"shard-{shard:03d}-of-{num_shards:03d}"
 
 
-def _check_config(out: Path, config: PrepareConfig) -> None:
+def _unique_tmp(path: Path) -> Path:
+    """A temporary name beside path, unique to this process and call."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = _unique_tmp(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)  # readers see the old file or the whole new one, never a part
+
+
+def _create_once(path: Path, text: str) -> None:
+    """Writes path unless it exists, atomically: of shards starting together, the first wins."""
+    tmp = _unique_tmp(path)
+    tmp.write_text(text)
+    try:
+        os.link(tmp, path)  # fails if path exists; path appears complete
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: exclusive create, then write
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+    finally:
+        tmp.unlink()
+
+
+def _read_json(path: Path, attempts: int = 50) -> dict:
+    for _ in range(attempts - 1):  # tolerates a racing exclusive create's brief empty file
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            time.sleep(0.1)
+    return json.loads(path.read_text())
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def _settings(config: PrepareConfig, source, items: list[str]) -> dict:
+    """What prepare_config.json holds: the config, the format, and what every shard must agree on
+    about the source (its items and split rule)."""
+    rule = source.split_rule() if hasattr(source, "split_rule") else "source"
+    digest = hashlib.sha1("\n".join(items).encode()).hexdigest()
+    return canonical({**asdict(config), "format_version": FORMAT_VERSION, "split_rule": rule,
+                      "n_items": len(items), "items_sha1": digest}, "config")
+
+
+def _check_config(out: Path, settings: dict) -> None:
+    """Writes prepare_config.json if absent (first writer wins), else refuses other settings."""
     path = out / "prepare_config.json"
-    mine = asdict(config)
-    if path.exists():
-        theirs = json.loads(path.read_text())
-        if theirs != mine:
-            diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
-            raise ValueError(f"{out} was prepared with other settings (theirs, yours): {diff}; "
-                             f"use another out directory")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(mine, indent=1))
-    os.replace(tmp, path)
+    if not path.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        _create_once(path, json.dumps(settings, indent=1))
+    theirs, mine = _flat(_read_json(path)), _flat(settings)
+    diff = {k: (theirs.get(k), mine.get(k)) for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k)}
+    if diff:
+        raise ValueError(f"{out} was prepared with other settings (theirs, yours): {diff}; "
+                         f"use another out directory")
 
 
-def _featurize(examples: list[Example], config: PrepareConfig, crepe: CrepeF0) -> dict[str, list]:
+def _example_rows(examples: list[Example], config: PrepareConfig, crepe: CrepeF0) -> dict[str, list]:
+    """Rows of examples analysed one by one (sources without recordings)."""
     audio = torch.from_numpy(np.stack([e.audio for e in examples]))
     f0, confidence = crepe(audio, config.sample_rate, config.frame_rate)
     loudness = compute_loudness_frames(audio, config.sample_rate, config.frame_rate)
@@ -93,88 +193,183 @@ def _featurize(examples: list[Example], config: PrepareConfig, crepe: CrepeF0) -
     return rows
 
 
-def _write_part(part_dir: Path, rows: dict[str, list], info: dict) -> None:
-    import datasets
+def _frame_runs(starts: list[int], hop: int, n_frames: int) -> list[tuple[int, int]]:
+    """The frame ranges [a, b) covered by windows of n_frames starting at samples `starts`."""
+    runs: list[list[int]] = []
+    for s in starts:
+        a = s // hop
+        if runs and a <= runs[-1][1]:
+            runs[-1][1] = a + n_frames
+        else:
+            runs.append([a, a + n_frames])
+    return [(a, b) for a, b in runs]
 
-    datasets.disable_progress_bars()
-    tmp = part_dir.parent / f".tmp-{part_dir.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    if rows:
-        datasets.Dataset.from_dict(rows).save_to_disk(str(tmp))
-    else:
-        tmp.mkdir(parents=True)
-    (tmp / "part_info.json").write_text(json.dumps(info, indent=1))
-    os.replace(tmp, part_dir)  # the commit point: a part exists only once fully written
+
+def _recording_rows(rec: Recording, config: PrepareConfig, crepe, progress):
+    """Rows of a recording's examples in groups of bounded size, each segment analysed once:
+    loudness, then CREPE over the frames its kept windows cover (progress(seconds) per block)."""
+    sr, fr, n = config.sample_rate, config.frame_rate, config.n_samples
+    hop = frame_hop(sr, fr, n)
+    n_frames, group = n // hop, max(1, GROUP_BYTES // (4 * n))
+    for seg, loudness, starts in plan_windows(rec, sr, fr, n):  # SkipItem comes before any row
+        audio = rec.audio[seg.start:seg.stop]
+        f0_hz, confidence = torch.zeros_like(loudness), torch.zeros_like(loudness)
+        for run in _frame_runs(starts, hop, n_frames):
+            for j0, f0_block, conf_block in crepe().track(torch.from_numpy(audio), sr, fr, run):
+                f0_hz[j0:j0 + len(f0_block)], confidence[j0:j0 + len(f0_block)] = f0_block, conf_block
+                progress(len(f0_block) / fr)
+        for i in range(0, len(starts), group):
+            frames = [slice(s // hop, s // hop + n_frames) for s in starts[i:i + group]]
+            offsets = [seg.start + s for s in starts[i:i + group]]
+            rows = {"audio": [rec.audio[o:o + n] for o in offsets], "f0_hz": [f0_hz[f].numpy() for f in frames],
+                    "f0_confidence": [confidence[f].numpy() for f in frames],
+                    "loudness_db": [loudness[f].numpy() for f in frames],
+                    "example_id": [f"{rec.item}@{o}" for o in offsets], "split": [seg.split] * len(offsets)}
+            rows.update({k: [v] * len(offsets) for k, v in rec.meta.items()})
+            rows["offset_s"] = [o / sr for o in offsets]
+            yield rows
+
+
+class _PartWriter:
+    """One part, written in bounded groups of rows: each group is saved as its own dataset
+    (rows-00000, ...) in a temporary directory unique to this process, which becomes the part by
+    one atomic rename (the commit point: a part exists only once fully written)."""
+
+    def __init__(self, part_dir: Path, max_rows: int):
+        import datasets
+
+        datasets.disable_progress_bars()
+        self.part_dir, self.max_rows = part_dir, max_rows
+        self.tmp = part_dir.parent / f".tmp-{part_dir.name}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.tmp.mkdir(parents=True)
+        self.rows: dict[str, list] = {}
+        self.n_groups, self.splits = 0, dict.fromkeys(SPLITS, 0)
+
+    def add(self, rows: dict[str, list]) -> None:
+        for key, values in rows.items():
+            self.rows.setdefault(key, []).extend(values)
+        for split in rows["split"]:
+            self.splits[split] = self.splits.get(split, 0) + 1
+        if len(self.rows["example_id"]) >= self.max_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        import datasets
+
+        if self.rows:
+            datasets.Dataset.from_dict(self.rows).save_to_disk(str(self.tmp / f"rows-{self.n_groups:05d}"))
+            self.n_groups, self.rows = self.n_groups + 1, {}
+
+    def commit(self, info: dict) -> None:
+        self.flush()
+        (self.tmp / "part_info.json").write_text(json.dumps({**info, "splits": self.splits}, indent=1))
+        os.replace(self.tmp, self.part_dir)
+
+
+class _Lazy:
+    """Builds its value on the first call, then returns it."""
+
+    def __init__(self, build):
+        self.build, self.value = build, None
+
+    def __call__(self):
+        if self.value is None:
+            self.value = self.build()
+        return self.value
+
+
+def _item_seconds(source, item: str, config: PrepareConfig) -> float | None:
+    """Seconds of audio an item holds (for progress): from the source, else one example's."""
+    if hasattr(source, "seconds"):
+        return source.seconds(item)
+    return None if hasattr(source, "recording") else config.example_seconds
+
+
+def _prepare_part(source, chunk: list[str], part_dir: Path, config: PrepareConfig, crepe, bar) -> None:
+    """Loads, analyses and writes the items of one part; bad items are skipped with their reason."""
+    writer = _PartWriter(part_dir, max(1, GROUP_BYTES // (4 * config.n_samples)))
+    skipped, n_examples, examples = [], 0, []
+    args = (config.sample_rate, config.frame_rate, config.n_samples)
+    for item in chunk:
+        try:
+            if hasattr(source, "recording"):
+                for rows in _recording_rows(source.recording(item, *args), config, crepe, bar.update):
+                    writer.add(rows)
+                    n_examples += len(rows["example_id"])
+            else:
+                examples.extend(list(source.load(item, *args)))  # whole items only
+        except SkipItem as e:
+            skipped.append({"item": item, "reason": str(e)})
+            bar.write(f"skipped {item}: {e}")
+    for i in range(0, len(examples), 8):  # bounded memory per network call
+        writer.add(_example_rows(examples[i:i + 8], config, crepe()))
+        bar.update(len(examples[i:i + 8]) * config.example_seconds)
+    writer.commit({"items": len(chunk), "examples": n_examples + len(examples), "skipped": skipped})
 
 
 def prepare(source, out: str | Path, config: PrepareConfig, shard: int = 0, device: str | None = None,
             progress: bool = True) -> dict:
-    """Prepare shard `shard` of `config.num_shards` of `source` into `out`; returns a summary."""
+    """Prepare shard `shard` of `config.num_shards` of `source` into `out`; returns a summary: items,
+    examples, skipped, splits (this shard's examples per split), split_rule, seconds, and warnings
+    (an empty split of the whole dataset, when this call completed it)."""
     config.validate()
     if not 0 <= shard < config.num_shards:
         raise ValueError(f"shard must be in [0, num_shards={config.num_shards}), got {shard}")
     out = Path(out)
-    _check_config(out, config)
+    all_items = source.items()
+    settings = _settings(config, source, all_items)
+    _check_config(out, settings)
     shard_dir = _shard_dir(out, shard, config.num_shards)
     shard_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if (shard_dir / "COMPLETE.json").exists():
-        summary = json.loads((shard_dir / "COMPLETE.json").read_text())
-        summary["already_complete"] = True
-        return summary
+        info = (_read_json(out / "dataset_info.json") if (out / "dataset_info.json").exists()
+                else _finalise(out, settings) or {})
+        return {**_read_json(shard_dir / "COMPLETE.json"), "already_complete": True,
+                "warnings": info.get("warnings", [])}
     for stale in shard_dir.glob(".tmp-part-*"):  # left by a killed run: never read, now removed
         shutil.rmtree(stale, ignore_errors=True)
-    items = source.items()[shard::config.num_shards]
+    items = all_items[shard::config.num_shards]
     chunks = [items[i:i + config.items_per_part] for i in range(0, len(items), config.items_per_part)]
-    crepe = None
+    seconds = [_item_seconds(source, item, config) for item in items]
     from tqdm import tqdm
 
-    bar = tqdm(total=len(items), desc=f"prepare shard {shard}/{config.num_shards}", unit="file",
-               disable=not progress)
+    # progress in seconds of audio analysed, so rate and ETA follow the work (CREPE), not files read
+    bar = tqdm(total=None if None in seconds else round(sum(seconds), 1), unit="s", unit_scale=True,
+               desc=f"prepare shard {shard}/{config.num_shards}", disable=not progress)
+    crepe = _Lazy(lambda: CrepeF0(config.crepe_model, config.viterbi, device))  # loaded only if needed
     for k, chunk in enumerate(chunks):
         part_dir = shard_dir / f"part-{k:05d}"
-        if part_dir.exists():
-            bar.update(len(chunk))
-            continue
-        examples, skipped = [], []
-        for item in chunk:
-            try:
-                examples.extend(source.load(item, config.sample_rate, config.frame_rate, config.n_samples))
-            except SkipItem as e:
-                skipped.append({"item": item, "reason": str(e)})
-                bar.write(f"skipped {item}: {e}")
-            bar.update(1)
-        crepe = crepe or CrepeF0(config.crepe_model, config.viterbi, device)
-        rows = {}
-        for i in range(0, len(examples), 8):  # bounded memory per network call
-            batch = _featurize(examples[i:i + 8], config, crepe)
-            for key, values in batch.items():
-                rows.setdefault(key, []).extend(values)
-        _write_part(part_dir, rows, {"items": len(chunk), "examples": len(examples), "skipped": skipped})
+        if not part_dir.exists():
+            _prepare_part(source, chunk, part_dir, config, crepe, bar)
+        if bar.total is not None:  # catch up on audio that needed no analysis (silence, skips, done parts)
+            bar.update(max(0.0, sum(seconds[:(k + 1) * config.items_per_part]) - bar.n))
     bar.close()
-    summary = _summarise_shard(shard_dir)
-    summary["seconds"] = round(time.time() - t0, 2)
-    (shard_dir / "COMPLETE.json").write_text(json.dumps(summary, indent=1))
-    _finalise(out, config)
-    return summary
+    summary = {**_summarise_shard(shard_dir), "split_rule": settings["split_rule"],
+               "seconds": round(time.time() - t0, 2)}
+    _write_atomic(shard_dir / "COMPLETE.json", json.dumps(summary, indent=1))
+    info = _finalise(out, settings)
+    return {**summary, "warnings": info["warnings"] if info else []}
 
 
 def _summarise_shard(shard_dir: Path) -> dict:
-    infos = [json.loads((p / "part_info.json").read_text()) for p in sorted(shard_dir.glob("part-*")) if p.is_dir()]
-    skipped = [s for i in infos for s in i["skipped"]]
+    infos = [_read_json(p / "part_info.json") for p in sorted(shard_dir.glob("part-*")) if p.is_dir()]
+    splits = {s: sum(i["splits"].get(s, 0) for i in infos) for s in SPLITS}
     return {"items": sum(i["items"] for i in infos), "examples": sum(i["examples"] for i in infos),
-            "skipped": skipped}
+            "skipped": [s for i in infos for s in i["skipped"]], "splits": splits}
 
 
 def _part_dirs(out: Path, allow_incomplete: bool = False) -> list[Path]:
-    config = json.loads((out / "prepare_config.json").read_text())
+    """The saved datasets of every finished part, in shard and part order."""
+    config = _read_json(out / "prepare_config.json")
     n = config["num_shards"]
     missing = [s for s in range(n) if not (_shard_dir(out, s, n) / "COMPLETE.json").exists()]
     if missing and not allow_incomplete:
         raise ValueError(f"{out} is not completely prepared: shards {missing} of {n} are unfinished "
                          f"(rerun prepare for them; pass allow_incomplete=True to read what exists)")
-    return [p for s in range(n) for p in sorted(_shard_dir(out, s, n).glob("part-*"))
-            if p.is_dir() and (p / "dataset_info.json").exists()]
+    parts = [p for s in range(n) for p in sorted(_shard_dir(out, s, n).glob("part-*")) if p.is_dir()]
+    # format 1 saved a part as one dataset; format 2 as groups of rows inside it
+    return [d for p in parts for d in ([p] if (p / "dataset_info.json").exists() else sorted(p.glob("rows-*")))]
 
 
 def load_prepared(path: str | Path, split: str | None = None, allow_incomplete: bool = False):
@@ -200,40 +395,63 @@ def load_prepared(path: str | Path, split: str | None = None, allow_incomplete: 
 
 
 def compute_statistics(ds, config: dict) -> dict:
-    """Normalisation and reporting statistics of a prepared dataset."""
-    ld = np.concatenate([np.asarray(x, np.float32) for x in ds["loudness_db"]])
-    f0 = np.concatenate([np.asarray(x, np.float32) for x in ds["f0_hz"]])
-    conf = np.concatenate([np.asarray(x, np.float32) for x in ds["f0_confidence"]])
-    confident = f0[conf > 0.5]
-    hist, edges = np.histogram(np.log2(np.clip(f0, 20, 4000)), bins=48, range=(np.log2(20), np.log2(4000)))
-    splits = {s: int(sum(1 for x in ds["split"] if x == s)) for s in ("train", "validation", "test")}
+    """Normalisation and reporting statistics of a prepared dataset, read in batches (memory stays
+    bounded however large the dataset)."""
+    edges = np.linspace(np.log2(20), np.log2(4000), 49)
+    hist = np.zeros(48, np.int64)
+    n_frames, ld_sum, ld_sq, conf_sum, f0_min, f0_max = 0, 0.0, 0.0, 0.0, np.inf, -np.inf
+    cols = ["f0_hz", "f0_confidence", "loudness_db"]
+    for batch in ds.with_format("numpy", columns=cols).iter(batch_size=256):
+        f0, conf, ld = (np.asarray(batch[c], np.float64).reshape(-1) for c in cols)
+        n_frames, conf_sum = n_frames + ld.size, conf_sum + conf.sum()
+        ld_sum, ld_sq = ld_sum + ld.sum(), ld_sq + (ld ** 2).sum()
+        hist += np.histogram(np.log2(np.clip(f0, 20, 4000)), bins=edges)[0]
+        confident = f0[conf > 0.5]
+        if confident.size:
+            f0_min, f0_max = min(f0_min, confident.min()), max(f0_max, confident.max())
+    split_col = ds["split"]
+    splits = {s: int(sum(1 for x in split_col if x == s)) for s in SPLITS}
+    ld_mean = ld_sum / max(1, n_frames)
+    ld_std = np.sqrt(max(0.0, ld_sq / max(1, n_frames) - ld_mean ** 2))
     return {
         "examples": len(ds), "splits": splits,
         "hours": round(len(ds) * config["example_seconds"] / 3600, 4),
-        "loudness_db_mean": float(ld.mean()), "loudness_db_std": float(ld.std()),
-        "f0_hz_min": float(confident.min()) if confident.size else None,
-        "f0_hz_max": float(confident.max()) if confident.size else None,
-        "f0_confidence_mean": float(conf.mean()),
+        "loudness_db_mean": float(ld_mean), "loudness_db_std": float(ld_std),
+        "f0_hz_min": float(f0_min) if np.isfinite(f0_min) else None,
+        "f0_hz_max": float(f0_max) if np.isfinite(f0_max) else None,
+        "f0_confidence_mean": float(conf_sum / max(1, n_frames)),
         "f0_hist_log2_edges": edges.tolist(), "f0_hist_counts": hist.tolist(),
     }
 
 
-def _finalise(out: Path, config: PrepareConfig) -> None:
-    """When every shard is complete, write dataset_info.json (version, config, statistics; a
-    dataset whose every item was skipped gets statistics None and its skip list)."""
+def _split_warnings(splits: dict, rule: str) -> list[str]:
+    hints = {"time_blocks": f"fewer than {MIN_ITEMS_BY_ITEM} items are split in time blocks, and no item gave "
+                            f"that block an example (an item needs 10 examples' length for its blocks)",
+             "published": "the source has no such split"}
+    return [f"the {name} split is empty (split rule {rule!r}: {hints.get(rule, 'no item was assigned to it')})"
+            for name in SPLITS if not splits.get(name)]
+
+
+def _finalise(out: Path, settings: dict) -> dict | None:
+    """When every shard is complete, write dataset_info.json (version, config, split rule,
+    statistics, skipped items, warnings; a dataset whose every item was skipped gets statistics
+    None) and return it; None while shards are unfinished. Shards finishing together may both
+    write it: the content is the same and the rename atomic."""
     try:
         _part_dirs(out)
     except ValueError:
-        return  # other shards still running
+        return None  # other shards still running
+    config = {k: settings[k] for k in PrepareConfig.__dataclass_fields__}
     try:
-        stats = compute_statistics(load_prepared(out), asdict(config))
+        stats = compute_statistics(load_prepared(out), config)
     except ValueError:  # every item skipped: no examples
         stats = None
-    skipped = []
-    for s in range(config.num_shards):
-        skipped += json.loads((_shard_dir(out, s, config.num_shards) / "COMPLETE.json").read_text())["skipped"]
-    info = {"format_version": FORMAT_VERSION, "config": asdict(config),
-            "statistics": stats, "skipped": skipped}
-    tmp = out / "dataset_info.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, out / "dataset_info.json")
+    n = config["num_shards"]
+    skipped = [s for i in range(n) for s in _read_json(_shard_dir(out, i, n) / "COMPLETE.json")["skipped"]]
+    found = _split_warnings(stats["splits"] if stats else {}, settings["split_rule"])
+    for message in found:
+        warnings.warn(f"{out}: {message}", stacklevel=3)
+    info = {"format_version": FORMAT_VERSION, "config": config, "split_rule": settings["split_rule"],
+            "statistics": stats, "skipped": skipped, "warnings": found}
+    _write_atomic(out / "dataset_info.json", json.dumps(info, indent=1))
+    return info
