@@ -302,3 +302,9 @@ def _python_blocks(path: Path) -> list[str]:
 def test_readme_python_snippets_run(code, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, f"{code}\n{out.stderr[-3000:]}"
+
+
+def test_prepare_hub_on_a_folder_of_audio_points_to_the_folder_source(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(220.0, 1.0), 16000)
+    out = ddsp_lab("prepare", "source=hub", f"source.name={tmp_path}", f"out={tmp_path / 'o'}", cwd=tmp_path, ok=False)
+    assert out.returncode != 0 and f"source=folder source.root={tmp_path}" in out.stderr

@@ -64,3 +64,10 @@ def test_prepare_composes_every_source_without_training_keys(source, tmp_path):
                     else "source.n_examples=2" if source == "demo" else f"source.name={tmp_path}"], "prepare")
     job = OmegaConf.to_container(OmegaConf.create({k: v for k, v in cfg.items() if k != "hydra"}), resolve=True)
     assert "data" not in job and job["source"]["_target_"].startswith("ddsp_lab.data.")
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "local"])
+def test_prepare_shards_compose_on_the_cluster_launchers(launcher, tmp_path):
+    cfg = _compose([f"hydra/launcher={launcher}", "source=nsynth", f"source.root={tmp_path}", f"out={tmp_path}",
+                    "num_shards=16", "shard=3"], "prepare")
+    assert "submitit_launcher" in cfg.hydra.launcher._target_ and cfg.shard == 3

@@ -600,8 +600,8 @@ def test_killed_prepare_resumes_to_the_same_dataset(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- bad input
-def test_missing_root_raises_file_not_found_naming_data_root(tmp_path):
-    with pytest.raises(FileNotFoundError, match="data.root"):
+def test_missing_root_raises_file_not_found_naming_source_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="source.root"):
         FolderSource(str(tmp_path / "does-not-exist"))
 
 

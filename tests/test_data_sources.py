@@ -55,7 +55,7 @@ def test_nsynth_filters_as_the_paper_and_keeps_metadata(nsynth_root, tmp_path):
 
 
 def test_nsynth_bad_roots_and_empty_filters(nsynth_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match="data.root"):
+    with pytest.raises(FileNotFoundError, match="source.root"):
         NSynthSource(str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="examples.json"):
         NSynthSource(str(tmp_path))

@@ -39,12 +39,12 @@ class NSynthSource:
                  velocities: Sequence[int] | None = None, split: str = "train"):
         self.root = Path(root).expanduser()
         if not self.root.exists():
-            raise FileNotFoundError(f"data.root does not exist: {self.root}")
+            raise FileNotFoundError(f"source.root does not exist: {self.root}")
         dirs = [self.root / d for d in SPLIT_DIRS if (self.root / d / "examples.json").exists()]
         if (self.root / "examples.json").exists():
             dirs = [self.root]
         if not dirs:
-            raise FileNotFoundError(f"no examples.json in data.root {self.root} nor in its "
+            raise FileNotFoundError(f"no examples.json in source.root {self.root} nor in its "
                                     f"{'/, '.join(SPLIT_DIRS)}/ folders: is this the NSynth layout?")
         self.filters = {"instrument_sources": instrument_sources, "families": families,
                         "pitch_range": tuple(pitch_range), "velocities": velocities}
@@ -110,13 +110,14 @@ class HubSource:
         import datasets
 
         self.dataset_name, self.audio_column, self.streaming = name, audio_column, streaming
+        _refuse_audio_folder(name)
         ds = datasets.load_dataset(name, config_name, split=split, streaming=streaming)
         if audio_column not in (ds.column_names or []):
-            raise ValueError(f"data.audio_column {audio_column!r} is not a column of {name}: {ds.column_names}")
+            raise ValueError(f"source.audio_column {audio_column!r} is not a column of {name}: {ds.column_names}")
         if isinstance(ds.features[audio_column], datasets.Audio):
             ds = ds.cast_column(audio_column, datasets.Audio(decode=False))
         if streaming and max_examples is None:
-            raise ValueError("a streaming hub source needs data.max_examples (the items to take)")
+            raise ValueError("a streaming hub source needs source.max_examples (the items to take)")
         self.ds, self.split = ds, split
         self.n = max_examples if streaming else min(len(ds), max_examples or len(ds))
         self._iter, self._pos = None, -1
@@ -182,3 +183,18 @@ class HubSource:
     def load(self, item: str, sample_rate: int, frame_rate: int, n_samples: int) -> Iterator[Example]:
         yield from recording_examples(self.recording(item, sample_rate, frame_rate, n_samples),
                                       sample_rate, frame_rate, n_samples)
+
+
+def _refuse_audio_folder(name: str) -> None:
+    """A local folder of audio files is what source=folder reads; datasets' audiofolder builder would
+    need torchcodec to encode it (not part of this stack)."""
+    from .sources import AUDIO_EXTENSIONS
+
+    root = Path(name).expanduser()
+    if not root.is_dir():
+        return
+    suffixes = {p.suffix.lower() for p in root.rglob("*") if p.is_file()}
+    if suffixes & set(AUDIO_EXTENSIONS) and not suffixes & {".parquet", ".arrow"}:
+        raise ValueError(f"source.name {root} is a folder of audio files: prepare it with "
+                         f"`source=folder source.root={root}` (source=hub reads a hub id or a local "
+                         f"dataset of parquet / arrow / json files)")

@@ -247,9 +247,9 @@ class FolderSource:
                  split_fractions: tuple[float, float] = (0.8, 0.1), by_file_min_files: int = MIN_ITEMS_BY_ITEM):
         self.root = Path(root).expanduser()
         if not self.root.exists():
-            raise FileNotFoundError(f"data.root does not exist: {self.root}")
+            raise FileNotFoundError(f"source.root does not exist: {self.root}")
         if not self.root.is_dir():
-            raise ValueError(f"data.root must be a folder of audio files, got the file {self.root}")
+            raise ValueError(f"source.root must be a folder of audio files, got the file {self.root}")
         if hop_seconds <= 0:
             raise ValueError(f"hop_seconds must be > 0, got {hop_seconds}")
         self.hop_seconds, self.silence_db = hop_seconds, silence_db
@@ -262,7 +262,7 @@ class FolderSource:
         files = sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
                        if p.is_file() and p.suffix.lower() in self.extensions)
         if not files:
-            raise ValueError(f"data.root {self.root} holds no audio files with extensions {self.extensions}")
+            raise ValueError(f"source.root {self.root} holds no audio files with extensions {self.extensions}")
         return files
 
     def split_plan(self) -> SplitPlan:
