@@ -22,6 +22,8 @@ import torch
 from ddsp_lab.data import (DemoSource, FolderSource, PrepareConfig, compute_loudness_frames, load_prepared,
                            prepare, split_of)
 from ddsp_lab.data.demo_corpus import demo_example
+
+CLI = str(Path(sys.executable).parent / "ddsp-lab")  # the installed console script
 from ddsp_lab.data.features import recording_loudness
 
 REPO = Path(__file__).resolve().parent.parent
@@ -478,6 +480,7 @@ import importlib, json, resource, sys
 import datasets, torch
 from ddsp_lab.data import FolderSource, PrepareConfig
 from ddsp_lab.data.features import CrepeF0
+
 torch.set_num_threads(1)
 prep = importlib.import_module("ddsp_lab.data.prepare")
 
@@ -522,7 +525,7 @@ def test_preparing_a_20_minute_file_keeps_memory_flat(tmp_path):
 
 # -------------------------------------------------------------------------------- kill and resume
 def _prepare_cmd(root: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "ddsp_lab.cli", "prepare", "source=folder", f"source.root={root}", f"out={out}",
+    return [str(CLI), "prepare", "source=folder", f"source.root={root}", f"out={out}",
             "example_seconds=1.0", "crepe_model=tiny", "items_per_part=1", "progress=false", "device=cpu",
             "frame_rate=100"]  # CREPE's cost is per frame: 100 Hz frames make each part 2.5x cheaper
 
@@ -658,7 +661,7 @@ def test_inspect_cli_prints_count_and_writes_png(folder_prepared):
     n_examples = len(load_prepared(fp.out))
     png = fp.out / "statistics.png"  # the default
     assert not png.exists()
-    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "inspect", f"path={fp.out}"],
+    out = subprocess.run([str(CLI), "inspect", f"path={fp.out}"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"{n_examples} examples" in out.stdout

@@ -13,6 +13,8 @@ from ddsp_lab.data import DDSPDataModule
 from ddsp_lab.train import build_model
 from _ddp import run_ddp
 
+CLI = str(__import__('pathlib').Path(sys.executable).parent / "ddsp-lab")  # the installed console script
+
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -53,7 +55,7 @@ def test_short_fit_on_one_demo_example_drives_the_spectral_loss_down(demo_data, 
 
 
 def _train(args, cwd):
-    return subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny",
+    return subprocess.run([str(CLI), "train", "experiment=tiny",
                            "trainer.enable_progress_bar=false", "logger=csv", *args],
                           capture_output=True, text=True, timeout=600, cwd=cwd)
 
@@ -118,7 +120,7 @@ def test_offline_wandb_run_holds_the_logged_audio_and_images(demo_data, tmp_path
 
     run = tmp_path / "run"
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
-    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny", "logger=wandb",
+    out = subprocess.run([str(CLI), "train", "experiment=tiny", "logger=wandb",
                           f"data.path={demo_data}", f"run_dir={run}", "trainer.max_steps=4",
                           "trainer.val_check_interval=2", "trainer.enable_progress_bar=false"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
@@ -176,7 +178,7 @@ def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tm
 
 
 def test_multirun_sweep_over_two_values_runs_both(demo_data, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "-m", "experiment=tiny", "logger=csv",
+    out = subprocess.run([str(CLI), "train", "-m", "experiment=tiny", "logger=csv",
                           f"data.path={demo_data}", "trainer.max_steps=2", "trainer.val_check_interval=2",
                           "trainer.enable_progress_bar=false", "model.optimizer.lr=0.001,0.003",
                           f"hydra.sweep.dir={tmp_path / 'sweep'}"],
@@ -253,7 +255,7 @@ def test_two_process_ddp_on_cpu_completes_its_checkpoint_loads_and_resumes_exact
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
     def ddp_train(run, *args):
-        out = run_ddp([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny", "logger=csv",
+        out = run_ddp([str(CLI), "train", "experiment=tiny", "logger=csv",
                        f"data.path={demo_data}", f"run_dir={run}", "trainer.val_check_interval=2",
                        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
                        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
@@ -281,7 +283,7 @@ def test_the_readme_main_job_drives_the_validation_loss_down_by_60_percent(tmp_p
     import re
 
     env = dict(__import__("os").environ, WANDB_MODE="offline", WANDB_SILENT="true")
-    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "quickstart", f"out={tmp_path / 'qs'}"],
+    out = subprocess.run([str(CLI), "quickstart", f"out={tmp_path / 'qs'}"],
                          capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     match = re.search(r"validation spectral loss ([\d.]+) -> ([\d.]+)", out.stdout)
@@ -297,7 +299,7 @@ def test_unsupervised_model_trains_end_to_end_with_the_crepe_loss(demo_data, tmp
     """nsynth_unsupervised, shrunk for CPU: f0 from the ResNet encoder, the CREPE perceptual loss
     logged as its own term, the encoder's f0 error against the dataset's as a validation metric."""
     run = tmp_path / "u"
-    out = subprocess.run([sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=nsynth_unsupervised", "data=demo",
+    out = subprocess.run([str(CLI), "train", "experiment=nsynth_unsupervised", "data=demo",
                           f"data.path={demo_data}", f"run_dir={run}", "example_seconds=1.0", "decoder=rnn_fc_tiny",
                           "encoder.encoders.z.rnn_channels=16", "encoder.encoders.f0.channels=[8,16]",
                           "encoder.encoders.f0.blocks=[1,1]", "trainer.max_steps=3", "trainer.val_check_interval=3",

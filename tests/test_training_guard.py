@@ -18,6 +18,8 @@ from ddsp_lab.logging import MediaLogger
 from ddsp_lab.train import build_model, fit
 from _ddp import run_ddp
 
+CLI = str(__import__("pathlib").Path(sys.executable).parent / "ddsp-lab")  # the installed console script
+
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
@@ -88,6 +90,7 @@ import pytorch_lightning as pl
 import torch
 
 
+
 def _rank():
     return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
@@ -152,7 +155,7 @@ def _ddp_train(data, tmp_path, *overrides, timeout=300):
     record = tmp_path / "record"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
         [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    command = [sys.executable, "-m", "ddsp_lab.cli", "train", "experiment=tiny", "logger=none",
+    command = [str(CLI), "train", "experiment=tiny", "logger=none",
                f"data.path={data}", f"run_dir={tmp_path / 'run'}", "data.datamodule.batch_size=1",
                "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
                "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
