@@ -265,3 +265,27 @@ def test_a_terminal_keeps_the_progress_bar_and_a_pipe_gets_plain_lines(demo_data
     fit(build_model(cfg), DDSPDataModule(str(demo_data), batch_size=1), cfg.trainer, False, tmp_path, callbacks=[Look()])
     assert isinstance(seen["bar"], TQDMProgressBar) == interactive
     assert len(seen["plain"]) == (0 if interactive else 1)
+
+
+def test_plain_progress_rate_and_eta_leave_validation_out(capsys):
+    """A long validation between two log lines neither dips the printed rate nor inflates the ETA."""
+    from types import SimpleNamespace
+
+    from ddsp_lab.train import PlainProgress
+
+    now = [0.0]
+    progress = PlainProgress(every_n_steps=10)
+    progress._clock = lambda: now[0]
+    trainer = SimpleNamespace(global_step=0, max_steps=100, is_global_zero=True, sanity_checking=False,
+                              callback_metrics={"train/total": torch.tensor(1.5)})
+    progress.on_train_start(trainer, None)
+    for step in range(1, 21):
+        now[0] += 0.1                      # 10 steps/s of training
+        trainer.global_step = step
+        progress.on_train_batch_end(trainer, None, None, None, step)
+        if step == 10:
+            progress.on_validation_start(trainer, None)
+            now[0] += 100.0                # a 100 s validation
+            progress.on_validation_end(trainer, None)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert lines[-1].startswith("step 20/100") and "10.00 steps/s" in lines[-1] and "ETA 0:00:08" in lines[-1], lines
