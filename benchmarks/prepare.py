@@ -38,7 +38,7 @@ def make_folder(root: Path, seconds: float, sr: int = 16000, file_seconds: float
 
 
 def bare_crepe(folder: Path, model: str, device: str) -> float:
-    from ddsp_lab._crepe import import_torchcrepe
+    from ddsp_lab.features import import_torchcrepe
 
     tc = import_torchcrepe()
     audio = [torch.from_numpy(sf.read(p, dtype="float32")[0])[None] for p in sorted(folder.glob("*.wav"))]
@@ -53,7 +53,7 @@ def bare_crepe(folder: Path, model: str, device: str) -> float:
 
 def bare_crepe_one_pass(folder: Path, model: str, device: str) -> float:
     """torchcrepe over each whole file once (Viterbi): the cost of analysing the audio's duration."""
-    from ddsp_lab._crepe import import_torchcrepe
+    from ddsp_lab.features import import_torchcrepe
 
     tc = import_torchcrepe()
     audio = [torch.from_numpy(sf.read(p, dtype="float32")[0])[None] for p in sorted(folder.glob("*.wav"))]
@@ -69,7 +69,7 @@ def bare_crepe_one_pass(folder: Path, model: str, device: str) -> float:
 
 def run_prepare(folder: Path, out: Path, model: str, device: str, hop_seconds: float = 4.0) -> float:
     from ddsp_lab.data import FolderSource, PrepareConfig, prepare
-    from ddsp_lab.data.features import CrepeF0
+    from ddsp_lab.features import CrepeF0
 
     CrepeF0(model, device=device)  # load the weights outside the timing, as for the bare run
     t0 = time.perf_counter()

@@ -64,7 +64,8 @@ def _prepare(cfg) -> None:
     config = PrepareConfig(source=type(source).name, sample_rate=cfg.sample_rate, frame_rate=cfg.frame_rate,
                            example_seconds=cfg.example_seconds, crepe_model=cfg.crepe_model,
                            viterbi=cfg.viterbi, num_shards=cfg.num_shards,
-                           items_per_part=cfg.items_per_part, source_args=source_args)
+                           items_per_part=cfg.items_per_part, source_args=source_args,
+                           loudness_n_fft=cfg.get("loudness_n_fft", 2048))
     summary = prepare(source, cfg.out, config, shard=cfg.shard, device=cfg.device, progress=cfg.progress)
     reasons: dict[str, int] = {}
     for s in summary["skipped"]:

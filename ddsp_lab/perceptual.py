@@ -3,8 +3,9 @@ shipped weights): the unsupervised-f0 model's second loss, which pulls the synth
 target's pitch where the spectral loss alone has poor gradients for f0.
 
 torchcrepe.embed cannot be back-propagated (it normalises frames in place); here the frames are
-cut with `unfold` and normalised out of place (`_crepe.crepe_frames`), which gives the same
-embedding and passes gradients to the synthesized audio.
+cut with `unfold` and normalised out of place (`features.crepe_frames`), which gives the same
+embedding and passes gradients to the synthesized audio. The network and its framing come from
+`ddsp_lab.features`, the one place that loads CREPE.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from . import dsp
-from ._crepe import CREPE_LAYERS, CREPE_SAMPLE_RATE, crepe_activations, crepe_frames, load_crepe
+from .features import CREPE_LAYERS, CREPE_SAMPLE_RATE, crepe_activations, crepe_frames, load_crepe
 
 
 class CrepeEmbeddingLoss(nn.Module):

@@ -5,7 +5,7 @@
 # - where no torch is installed, takes the local CPU build torch==2.13.0 first and pins whatever torch
 #   is present with a constraints file, so no later step pulls a different (multi-GB CUDA) torch;
 # - installs torchcrepe with --no-deps after its real needs: it declares torchaudio, whose only wheels
-#   break `import torch*` on this torch (ddsp_lab/_crepe.py imports torchcrepe without it).
+#   break `import torch*` on this torch (ddsp_lab/features/crepe.py imports torchcrepe without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""

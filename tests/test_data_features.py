@@ -10,7 +10,7 @@ import torch
 
 from ddsp_lab import dsp
 from ddsp_lab.data import CrepeF0, compute_loudness_frames, frame_hop
-from ddsp_lab.data.features import recording_loudness, resample_recording
+from ddsp_lab.features import recording_loudness, resample_recording
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 250

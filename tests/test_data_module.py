@@ -1,5 +1,8 @@
-"""The DataModule: batch layout, crops, config checks, and DDP coverage (each example once)."""
+"""The DataModule: batch layout, crops, config checks, the prepared dataset's record (statistics,
+feature settings, name, content hash; older datasets too), and DDP coverage (each example once)."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -7,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from ddsp_lab.data import DDSPDataModule, DemoSource, PrepareConfig, prepare
+from ddsp_lab.data import DDSPDataModule, DemoSource, FeatureSettings, PrepareConfig, prepare
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -83,6 +86,40 @@ def test_config_mismatch_and_missing_path_fail_clearly(prepared, tmp_path):
         DDSPDataModule(str(prepared), frame_rate=200)
     with pytest.raises(FileNotFoundError, match="data.path"):
         DDSPDataModule(str(tmp_path / "nothing"))
+
+
+def test_the_dataset_record_holds_its_statistics_settings_name_and_content_hash(prepared):
+    dm = DDSPDataModule(str(prepared))
+    info = json.loads((prepared / "dataset_info.json").read_text())
+    card = dm.dataset_card()
+    assert card["statistics"] == dm.statistics == info["statistics"]
+    assert dm.feature_settings == FeatureSettings(16000, 250, "tiny", False, 2048)
+    assert card["feature_settings"] == dm.feature_settings.to_dict() and card["name"] == prepared.name
+    assert card["source"] == "demo" and len(card["content_hash"]) == 40
+    assert json.loads(json.dumps(card)) == card  # plain values
+    assert DDSPDataModule(str(prepared)).content_hash == card["content_hash"]  # stable
+
+
+def test_an_older_dataset_is_read_and_resumed_and_its_hash_follows_its_content(prepared, tmp_path):
+    """A dataset prepared before loudness_n_fft was recorded: read with 2048, a rerun is not refused;
+    the content hash changes with a shard's summary, not with its run time."""
+    old = tmp_path / "old"
+    shutil.copytree(prepared, old)
+    config = json.loads((old / "prepare_config.json").read_text())
+    before = DDSPDataModule(str(old)).content_hash
+    del config["loudness_n_fft"]
+    (old / "prepare_config.json").write_text(json.dumps(config))
+    assert DDSPDataModule(str(old)).feature_settings.loudness_n_fft == 2048
+    again = prepare(DemoSource(n_examples=16), old, PrepareConfig("demo", example_seconds=1.0, crepe_model="tiny",
+                                                                  viterbi=False, items_per_part=8), progress=False)
+    assert again["already_complete"]
+    (old / "prepare_config.json").write_text(json.dumps({**config, "loudness_n_fft": 2048}, indent=3))
+    complete = old / "shard-000-of-001" / "COMPLETE.json"
+    summary = json.loads(complete.read_text())
+    complete.write_text(json.dumps({**summary, "seconds": summary["seconds"] + 99.0}))
+    assert DDSPDataModule(str(old)).content_hash == before  # the same settings and summary
+    complete.write_text(json.dumps({**summary, "examples": summary["examples"] - 1}))
+    assert DDSPDataModule(str(old)).content_hash != before
 
 
 DDP_SCRIPT = textwrap.dedent('''

@@ -24,7 +24,7 @@ from ddsp_lab.data import (DemoSource, FolderSource, PrepareConfig, compute_loud
 from ddsp_lab.data.demo_corpus import demo_example
 
 CLI = str(Path(sys.executable).parent / "ddsp-lab")  # the installed console script
-from ddsp_lab.data.features import recording_loudness
+from ddsp_lab.features import recording_loudness
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 16000
@@ -479,7 +479,7 @@ _MEMORY_CHILD = """
 import importlib, json, resource, sys
 import datasets, torch
 from ddsp_lab.data import FolderSource, PrepareConfig
-from ddsp_lab.data.features import CrepeF0
+from ddsp_lab.features import CrepeF0
 
 torch.set_num_threads(1)
 prep = importlib.import_module("ddsp_lab.data.prepare")

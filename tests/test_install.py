@@ -5,7 +5,7 @@ import sys
 
 
 def test_torchcrepe_imports_without_torchaudio_and_lightning_still_imports():
-    code = ("from ddsp_lab._crepe import import_torchcrepe; import sys; tc = import_torchcrepe(); "
+    code = ("from ddsp_lab.features import import_torchcrepe; import sys; tc = import_torchcrepe(); "
             "assert 'torchaudio' not in sys.modules; import pytorch_lightning, hydra, nnAudio; "
             "import os; assert os.path.exists(os.path.join(os.path.dirname(tc.__file__), 'assets', 'tiny.pth'))")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

@@ -1,7 +1,9 @@
-"""`ddsp_lab.load`: a checkpoint is self-contained: the model comes back with its rate, its encoder
-and its loss weights, and gives the output of the model the training config builds."""
+"""`ddsp_lab.load`: a checkpoint is self-contained: the model comes back with its rate, its encoder,
+its loss weights and its training data's record (feature settings, statistics), and gives the
+output of the model the training config builds."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,9 @@ import torch
 from omegaconf import OmegaConf
 
 import ddsp_lab
-from ddsp_lab.data import DemoSource, PrepareConfig, load_prepared, prepare
+from ddsp_lab import features
+from ddsp_lab.data import DDSPDataModule, DemoSource, PrepareConfig, load_prepared, prepare
+from ddsp_lab.features import FeatureSettings
 from ddsp_lab.train import build_model
 
 CLI = Path(sys.executable).parent / "ddsp-lab"
@@ -73,9 +77,14 @@ def test_load_refuses_what_is_not_a_ddsp_lab_checkpoint(tmp_path):
         ddsp_lab.load(tmp_path / "missing.ckpt")
 
 
-def test_a_model_trained_on_1s_examples_renders_any_length(tmp_path):
-    run = _train(tmp_path, 16000, "experiment=tiny")
-    model = ddsp_lab.load(run / "checkpoints" / "last.ckpt")
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One short CLI training run (experiment=tiny, 1 s examples at 16 kHz) for the tests below."""
+    return _train(tmp_path_factory.mktemp("tiny"), 16000, "experiment=tiny")
+
+
+def test_a_model_trained_on_1s_examples_renders_any_length(tiny_run):
+    model = ddsp_lab.load(tiny_run / "checkpoints" / "last.ckpt")
     for seconds in (0.5, 4.0, 60.0):
         n_frames = int(seconds * 250)
         t = torch.arange(n_frames) / 250.0
@@ -85,3 +94,25 @@ def test_a_model_trained_on_1s_examples_renders_any_length(tmp_path):
             audio = model.synthesize(f0, ld)
         assert audio.shape == (1, n_frames * 64), seconds
         assert torch.isfinite(audio).all() and audio[0, -1600:].abs().max() > 1e-4, seconds
+
+
+def test_the_checkpoint_carries_the_training_data_statistics_and_feature_settings(tiny_run, tmp_path):
+    data = tiny_run.parent / "data"
+    model = ddsp_lab.load(tiny_run / "checkpoints" / "last.ckpt")
+    info = json.loads((data / "dataset_info.json").read_text())
+    assert model.dataset_statistics == info["statistics"]
+    assert len(model.dataset_statistics["loudness_db_quantiles"]) == 101
+    assert model.feature_settings == FeatureSettings(16000, 250, "tiny", False, 2048)
+    assert model.dataset_info["content_hash"] == DDSPDataModule(str(data)).content_hash
+    assert model.dataset_info["name"] == "data" and model.dataset_info["source"] == "demo"
+    # a new recording through the model's own feature settings, then resynthesised
+    t = torch.arange(8000) / 16000
+    feats = features.compute(0.3 * torch.sin(2 * torch.pi * 330 * t), 16000, model.feature_settings)
+    with torch.no_grad():
+        assert model.synthesize(feats["f0_hz"], feats["loudness_db"]).shape == (1, 8000)
+    # a checkpoint written before the record was saved still loads, without it
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=False)
+    del ckpt["ddsp_lab_dataset"]
+    torch.save(ckpt, tmp_path / "older.ckpt")
+    older = ddsp_lab.load(tmp_path / "older.ckpt")
+    assert older.dataset_statistics is None and older.feature_settings is None and older.dataset_info is None

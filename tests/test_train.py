@@ -332,7 +332,7 @@ def test_resume_modes(tmp_path):
 def _fit_harmonic_tone(overrides, steps: int, sample_rate: int = 48000):
     """Fits the model of `overrides` to one 0.5 s harmonic tone (330 Hz, 12 harmonics at k^-1);
     returns (first loss, last loss, harmonic / noise energy of the last output, harmonic rms, target rms)."""
-    from ddsp_lab.data.features import compute_loudness_frames
+    from ddsp_lab.features import compute_loudness_frames
 
     torch.manual_seed(0)
     cfg = _compose(["experiment=solo_48k", "synth=harmonic_noise", "decoder=rnn_fc_tiny", "example_seconds=0.5",

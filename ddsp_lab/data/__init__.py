@@ -1,6 +1,7 @@
-"""Data: sources (demo corpus, audio folders), features (CREPE f0, loudness), prepare, load."""
-from .features import CrepeF0, compute_loudness_frames, frame_hop
-from .prepare import PrepareConfig, compute_statistics, load_prepared, prepare
+"""Data: sources (demo corpus, audio folders), prepare (features by ddsp_lab.features), statistics, load."""
+from ..features import CrepeF0, FeatureSettings, compute_loudness_frames, frame_hop  # the names data/ always offered
+from .prepare import PrepareConfig, load_prepared, prepare
+from .statistics import compute_statistics
 from .sources import DemoSource, FolderSource, SkipItem, split_of
 from .nsynth import HubSource, NSynthSource
 from .datamodule import DDSPDataModule, PreparedExamples

@@ -12,6 +12,7 @@ uninterrupted run would have seen, whether it stopped mid-epoch or at an epoch's
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ..features import FeatureSettings
 from .prepare import load_prepared
 
 FRAME_KEYS = ("f0_hz", "f0_confidence", "loudness_db")
@@ -104,6 +106,8 @@ class DDSPDataModule(pl.LightningDataModule):
         crop_seconds: train on random crops of this length (None: whole examples).
         sample_rate, frame_rate: what the model expects; a dataset prepared otherwise is refused.
         seed: shuffling and cropping seed.
+    The prepared dataset's record (`dataset_card()`: name, feature settings, statistics, content
+    hash) goes into the checkpoints of a model trained on it.
     """
 
     def __init__(self, path: str, batch_size: int = 32, num_workers: int = 0, pin_memory: bool = False,
@@ -123,6 +127,40 @@ class DDSPDataModule(pl.LightningDataModule):
         self.crop_frames = None if crop_seconds is None else int(round(crop_seconds * self.config["frame_rate"]))
         self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
         self.splits: dict[str, PreparedExamples] = {}
+
+    @property
+    def name(self) -> str:
+        """The prepared dataset's folder name."""
+        return self.path.resolve().name
+
+    @property
+    def feature_settings(self) -> FeatureSettings:
+        """How its features were computed (datasets prepared before loudness_n_fft was recorded: 2048)."""
+        return FeatureSettings.from_dict(self.config)
+
+    @property
+    def statistics(self) -> dict | None:
+        """prepare's statistics (dataset_info.json); None where absent (unfinished or no examples).
+        Datasets prepared before the quantiles were added lack those keys."""
+        info = self.path / "dataset_info.json"
+        return json.loads(info.read_text()).get("statistics") if info.exists() else None
+
+    @property
+    def content_hash(self) -> str:
+        """sha1 of prepare_config.json (settings, the items' digest) and every shard's COMPLETE.json
+        (its counts, skipped items and splits; not its run time): cheap, the same for the same
+        preparation, and different when the dataset is prepared with other items or settings."""
+        digest = hashlib.sha1(json.dumps(self.config, sort_keys=True).encode())
+        for complete in sorted(self.path.glob("shard-*/COMPLETE.json")):
+            summary = {k: v for k, v in json.loads(complete.read_text()).items() if k != "seconds"}
+            digest.update(f"\0{complete.parent.name}\0{json.dumps(summary, sort_keys=True)}".encode())
+        return digest.hexdigest()
+
+    def dataset_card(self) -> dict:
+        """The record a checkpoint keeps of its training data (plain values)."""
+        return {"name": self.name, "source": self.config.get("source"), "path": str(self.path.resolve()),
+                "content_hash": self.content_hash, "feature_settings": self.feature_settings.to_dict(),
+                "statistics": self.statistics}
 
     def setup(self, stage: str | None = None) -> None:
         for split, random_crop in (("train", True), ("validation", False), ("test", False)):

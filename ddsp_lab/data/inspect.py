@@ -42,4 +42,8 @@ def inspect_prepared(path: str | Path, png: str | Path | None = None) -> str:
              f"  loudness {stats['loudness_db_mean']:.1f} +- {stats['loudness_db_std']:.1f} dB; "
              f"f0 {stats['f0_hz_min']} .. {stats['f0_hz_max']} Hz; mean confidence {stats['f0_confidence_mean']:.3f}",
              f"  config: {config}", f"  skipped items: {len(skipped)}", f"  distributions: {png}"]
+    if stats.get("loudness_db_quantiles") and stats.get("f0_hz_quantiles"):  # datasets prepared since they exist
+        ld_q, f0_q = stats["loudness_db_quantiles"], stats["f0_hz_quantiles"]
+        lines.insert(2, f"  5 / 50 / 95 %: loudness {ld_q[5]:.1f} / {ld_q[50]:.1f} / {ld_q[95]:.1f} dB; "
+                        f"confident f0 {f0_q[5]:.1f} / {f0_q[50]:.1f} / {f0_q[95]:.1f} Hz")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .features import frame_hop
+from ..features import frame_hop
 from .sources import (MIN_ITEMS_BY_ITEM, Example, Recording, Segment, SkipItem, SplitPlan, check_split_fractions,
                       plan_splits, read_audio, recording_examples, time_blocks, to_mono_rate)
 

@@ -2,8 +2,10 @@
 as a `datasets` dataset (Arrow) on disk.
 
 Layout of `out`:
-    prepare_config.json              the settings, the item list's digest and split rule (a rerun
-                                     or sibling shard with other settings is refused)
+    prepare_config.json              the settings (their feature settings: sample_rate, frame_rate,
+                                     crepe_model, viterbi, loudness_n_fft, read back by
+                                     FeatureSettings.from_dict), the item list's digest and split
+                                     rule (a rerun or sibling shard with other settings is refused)
     shard-000-of-002/part-00000/     one part per chunk of source items: rows-00000/, rows-00001/ ...
                                      (datasets.save_to_disk, each a bounded group of examples) and
                                      part_info.json (its counts and skipped items)
@@ -22,9 +24,13 @@ it), and shards finishing together both write the same dataset_info.json by an a
 
 Long recordings (FolderSource, HubSource give a `Recording`) are analysed once per segment: loudness
 first (silent windows dropped), then CREPE over the frames the kept windows cover, in bounded blocks
-(features.CrepeF0.track); each example's frames are cut from the segment's arrays. A frame near an
-example's edge thus sees the real audio around it where a per-window analysis saw zero padding; at
-a segment's own ends both see zeros. The other sources give examples (`load`) analysed one by one.
+(ddsp_lab.features.CrepeF0.track); each example's frames are cut from the segment's arrays. A frame
+near an example's edge thus sees the real audio around it where a per-window analysis saw zero
+padding; at a segment's own ends both see zeros. The other sources give examples (`load`) analysed
+one by one. Either way the columns are `ddsp_lab.features.compute` of the same audio (a whole
+segment, or one example) with the config's `feature_settings`: loudness exactly, f0 and confidence
+exactly with argmax decoding, and with Viterbi where the kept windows cover the segment (else they
+may differ near the end of a decoded run of frames, where Viterbi paths need not have merged).
 """
 from __future__ import annotations
 
@@ -41,8 +47,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import CREPE_SAMPLE_RATE, CrepeF0, compute_loudness_frames, frame_hop
+from ..features import CrepeF0, FeatureSettings, compute, frame_hop
 from .sources import MIN_ITEMS_BY_ITEM, SPLITS, Example, Recording, SkipItem, plan_windows
+from .statistics import compute_statistics  # noqa: F401 - also importable from here, as before
 
 FORMAT_VERSION = 2  # 2: features per recording, time-block splits, parts in groups of rows
 GROUP_BYTES = 64 << 20  # audio rows held before a group is written out (its Arrow copy takes ~2.5x)
@@ -83,6 +90,7 @@ class PrepareConfig:
     num_shards: int = 1
     items_per_part: int = 16
     source_args: dict | None = None
+    loudness_n_fft: int = 2048
 
     def __post_init__(self):
         self.source_args = canonical(self.source_args, "source_args")  # one form: tuple == list
@@ -91,16 +99,16 @@ class PrepareConfig:
     def n_samples(self) -> int:
         return int(round(self.example_seconds * self.sample_rate))
 
+    @property
+    def feature_settings(self) -> FeatureSettings:
+        """How the examples' features are computed (validated; ddsp_lab.features.compute takes it)."""
+        return FeatureSettings(self.sample_rate, self.frame_rate, self.crepe_model, self.viterbi, self.loudness_n_fft)
+
     def validate(self) -> None:
-        hop = frame_hop(self.sample_rate, self.frame_rate)
+        hop = self.feature_settings.hop
         if self.n_samples % hop:
             raise ValueError(f"example_seconds ({self.example_seconds}) gives {self.n_samples} samples, "
                              f"not a multiple of the hop sample_rate / frame_rate = {hop}")
-        if CREPE_SAMPLE_RATE % self.frame_rate:
-            raise ValueError(f"frame_rate ({self.frame_rate}) must divide 16000 for CREPE "
-                             f"(e.g. 50, 100, 125, 200, 250, 320, 400, 500)")
-        if self.crepe_model not in ("full", "tiny"):
-            raise ValueError(f"crepe_model must be 'full' or 'tiny', got {self.crepe_model!r}")
         if self.num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
         if self.items_per_part < 1:
@@ -167,13 +175,17 @@ def _settings(config: PrepareConfig, source, items: list[str]) -> dict:
                       "n_items": len(items), "items_sha1": digest}, "config")
 
 
+# settings added to prepare_config.json later, with the value every dataset prepared before used
+_RECORDED_SINCE = {"loudness_n_fft": 2048}
+
+
 def _check_config(out: Path, settings: dict) -> None:
     """Writes prepare_config.json if absent (first writer wins), else refuses other settings."""
     path = out / "prepare_config.json"
     if not path.exists():
         out.mkdir(parents=True, exist_ok=True)
         _create_once(path, json.dumps(settings, indent=1))
-    theirs, mine = _flat(_read_json(path)), _flat(settings)
+    theirs, mine = _flat({**_RECORDED_SINCE, **_read_json(path)}), _flat(settings)
     diff = {k: (theirs.get(k), mine.get(k)) for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k)}
     if diff:
         raise ValueError(f"{out} was prepared with other settings (theirs, yours): {diff}; "
@@ -181,12 +193,11 @@ def _check_config(out: Path, settings: dict) -> None:
 
 
 def _example_rows(examples: list[Example], config: PrepareConfig, crepe: CrepeF0) -> dict[str, list]:
-    """Rows of examples analysed one by one (sources without recordings)."""
+    """Rows of examples analysed one by one (sources without recordings), each as a recording of
+    its own by ddsp_lab.features.compute."""
     audio = torch.from_numpy(np.stack([e.audio for e in examples]))
-    f0, confidence = crepe(audio, config.sample_rate, config.frame_rate)
-    loudness = compute_loudness_frames(audio, config.sample_rate, config.frame_rate)
-    rows: dict[str, list] = {"audio": list(audio.numpy()), "f0_hz": list(f0.numpy()),
-                             "f0_confidence": list(confidence.numpy()), "loudness_db": list(loudness.numpy()),
+    feats = compute(audio, config.sample_rate, config.feature_settings, crepe=crepe)
+    rows: dict[str, list] = {"audio": list(audio.numpy()), **{k: list(v.numpy()) for k, v in feats.items()},
                              "example_id": [e.example_id for e in examples], "split": [e.split for e in examples]}
     for key in examples[0].meta:
         rows[key] = [e.meta.get(key) for e in examples]
@@ -211,7 +222,7 @@ def _recording_rows(rec: Recording, config: PrepareConfig, crepe, progress):
     sr, fr, n = config.sample_rate, config.frame_rate, config.n_samples
     hop = frame_hop(sr, fr, n)
     n_frames, group = n // hop, max(1, GROUP_BYTES // (4 * n))
-    for seg, loudness, starts in plan_windows(rec, sr, fr, n):  # SkipItem comes before any row
+    for seg, loudness, starts in plan_windows(rec, sr, fr, n, config.loudness_n_fft):  # SkipItem before any row
         audio = rec.audio[seg.start:seg.stop]
         f0_hz, confidence = torch.zeros_like(loudness), torch.zeros_like(loudness)
         for run in _frame_runs(starts, hop, n_frames):
@@ -392,36 +403,6 @@ def load_prepared(path: str | Path, split: str | None = None, allow_incomplete: 
         keep = [i for i, s in enumerate(ds["split"]) if s == split]
         ds = ds.select(keep)  # an in-memory index: nothing is written into the prepared dataset
     return ds
-
-
-def compute_statistics(ds, config: dict) -> dict:
-    """Normalisation and reporting statistics of a prepared dataset, read in batches (memory stays
-    bounded however large the dataset)."""
-    edges = np.linspace(np.log2(20), np.log2(4000), 49)
-    hist = np.zeros(48, np.int64)
-    n_frames, ld_sum, ld_sq, conf_sum, f0_min, f0_max = 0, 0.0, 0.0, 0.0, np.inf, -np.inf
-    cols = ["f0_hz", "f0_confidence", "loudness_db"]
-    for batch in ds.with_format("numpy", columns=cols).iter(batch_size=256):
-        f0, conf, ld = (np.asarray(batch[c], np.float64).reshape(-1) for c in cols)
-        n_frames, conf_sum = n_frames + ld.size, conf_sum + conf.sum()
-        ld_sum, ld_sq = ld_sum + ld.sum(), ld_sq + (ld ** 2).sum()
-        hist += np.histogram(np.log2(np.clip(f0, 20, 4000)), bins=edges)[0]
-        confident = f0[conf > 0.5]
-        if confident.size:
-            f0_min, f0_max = min(f0_min, confident.min()), max(f0_max, confident.max())
-    split_col = ds["split"]
-    splits = {s: int(sum(1 for x in split_col if x == s)) for s in SPLITS}
-    ld_mean = ld_sum / max(1, n_frames)
-    ld_std = np.sqrt(max(0.0, ld_sq / max(1, n_frames) - ld_mean ** 2))
-    return {
-        "examples": len(ds), "splits": splits,
-        "hours": round(len(ds) * config["example_seconds"] / 3600, 4),
-        "loudness_db_mean": float(ld_mean), "loudness_db_std": float(ld_std),
-        "f0_hz_min": float(f0_min) if np.isfinite(f0_min) else None,
-        "f0_hz_max": float(f0_max) if np.isfinite(f0_max) else None,
-        "f0_confidence_mean": float(conf_sum / max(1, n_frames)),
-        "f0_hist_log2_edges": edges.tolist(), "f0_hist_counts": hist.tolist(),
-    }
 
 
 def _split_warnings(splits: dict, rule: str) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .features import frame_hop, recording_loudness, resample_recording
+from ..features import LOUDNESS_N_FFT, frame_hop, recording_loudness, resample_recording
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -200,15 +200,16 @@ def is_silent(audio: np.ndarray, rms_floor: float = 1e-5) -> bool:
     return (energy / max(1, len(audio))) ** 0.5 < rms_floor
 
 
-def plan_windows(rec: Recording, sample_rate: int, frame_rate: int,
-                 n_samples: int) -> list[tuple[Segment, torch.Tensor, list[int]]]:
+def plan_windows(rec: Recording, sample_rate: int, frame_rate: int, n_samples: int,
+                 loudness_n_fft: int = LOUDNESS_N_FFT) -> list[tuple[Segment, torch.Tensor, list[int]]]:
     """Each segment of a recording with its loudness frames [segment samples // hop] (zeros only
-    beyond the segment) and the start samples (within it) of its kept example windows. Raises
-    SkipItem when no window is kept."""
+    beyond the segment; features.recording_loudness) and the start samples (within it) of its kept
+    example windows. Raises SkipItem when no window is kept."""
     hop = frame_hop(sample_rate, frame_rate, n_samples)
     plans = []
     for seg in rec.segments:
-        loudness = recording_loudness(torch.from_numpy(rec.audio[seg.start:seg.stop]), sample_rate, frame_rate)
+        loudness = recording_loudness(torch.from_numpy(rec.audio[seg.start:seg.stop]), sample_rate, frame_rate,
+                                      loudness_n_fft)
         starts = window_starts(seg.stop - seg.start, n_samples, rec.hop_samples, loudness.numpy(), hop,
                                rec.silence_db)
         plans.append((seg, loudness, starts))

@@ -65,6 +65,11 @@ def compute_loudness(audio: Tensor, sample_rate: float = 16000, frame_rate: floa
     """A-weighted loudness in dB per frame: mean over bins of A-weighted power |STFT|^2, in dB
     (floored at -range_db). Periodic Hann window of n_fft, hop sample_rate // frame_rate.
 
+    The low-level function, with the reference's defaults (n_fft 512, an extra final frame). Its
+    values depend on n_fft (mean power over bins: n_fft 512 reads about 6 dB below 2048): the
+    loudness a model is trained on (prepared data: n_fft 2048, n_samples / hop frames) comes from
+    `ddsp_lab.features.compute`, which is what users call.
+
     Args:
         audio: [batch, n_samples] or [n_samples].
     Returns:

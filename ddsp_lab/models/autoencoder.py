@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import dsp
+from ..features import FeatureSettings
 from ..processors import ProcessorGroup
 
 
@@ -168,7 +169,7 @@ class DDSPAutoencoder(pl.LightningModule):
         """Loudness L1 (dB) between target and resynthesis; with f0_metric, f0 L1 in cents between
         CREPE (tiny) on both, over frames where CREPE is confident (> 0.5) on both; with an encoder
         that predicts f0, its f0 L1 in cents against the dataset's f0 where that is confident."""
-        from ..data.features import CrepeF0, compute_loudness_frames
+        from ..features import CrepeF0, compute_loudness_frames
 
         audio = outputs[self.synth.output].float()
         target = batch["audio"][..., : audio.shape[-1]].float()
@@ -191,6 +192,24 @@ class DDSPAutoencoder(pl.LightningModule):
         return metrics
 
     config: dict | None = None  # the resolved Hydra config of its parts, saved in checkpoints
+    # the training data, saved in checkpoints (from the trainer's datamodule) and set by ddsp_lab.load;
+    # None for a model not trained on a prepared dataset, or loaded from an older checkpoint
+    dataset_info: dict | None = None  # name, source, path, content_hash, statistics, feature_settings
+    dataset_statistics: dict | None = None  # prepare's statistics (quantiles of loudness and f0, ...)
+    feature_settings: FeatureSettings | None = None  # how its training features were computed
+
+    def set_dataset(self, info: dict | None) -> None:
+        """Attach the record of the training data (a DDSPDataModule.dataset_card(), or None)."""
+        self.dataset_info = info
+        self.dataset_statistics = (info or {}).get("statistics")
+        settings = (info or {}).get("feature_settings")
+        self.feature_settings = FeatureSettings.from_dict(settings) if settings is not None else None
+
+    def _dataset_card(self) -> dict | None:
+        """The training data's record: from the trainer's datamodule when it has one, else the
+        attached one (a run resumed or fitted without a prepared-data datamodule)."""
+        card = getattr(getattr(self._trainer, "datamodule", None), "dataset_card", None)
+        return card() if callable(card) else self.dataset_info
 
     def training_noise(self) -> torch.Generator:
         """The generator the synth draws from in training steps, on the model's device, seeded
@@ -203,6 +222,9 @@ class DDSPAutoencoder(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.config is not None:
             checkpoint["ddsp_lab_config"] = self.config
+        dataset = self._dataset_card()
+        if dataset is not None:  # plain values: weights_only loads
+            checkpoint["ddsp_lab_dataset"] = dataset
         # every rank's (Lightning builds the checkpoint on all ranks; rank 0 writes it)
         states = _rng_states()
         if self._train_noise is not None:  # a ByteTensor: weights_only loads
@@ -210,6 +232,7 @@ class DDSPAutoencoder(pl.LightningModule):
         checkpoint["rng_states"] = _gather_from_ranks(states)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.set_dataset(checkpoint.get("ddsp_lab_dataset"))
         per_rank = checkpoint.get("rng_states")
         if isinstance(per_rank, list) and per_rank:  # this rank's (a run resumed on fewer/more ranks wraps)
             self._rng_to_restore = per_rank[self.global_rank % len(per_rank)]

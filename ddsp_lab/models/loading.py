@@ -17,7 +17,12 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DD
     Self-contained: the checkpoint carries the resolved config of the model (its `model` section:
     sample and frame rate, loss weights, ...) and of its parts, so nothing else is needed.
     Checkpoints written before the model section was saved load with the parts and the default
-    model settings (16 kHz, 250 frames/s), with a warning."""
+    model settings (16 kHz, 250 frames/s), with a warning.
+
+    The model comes back with its training data's record: `model.feature_settings` (the
+    FeatureSettings to pass to `ddsp_lab.features.compute` for a new recording),
+    `model.dataset_statistics` (f0 and loudness quantiles, ...) and `model.dataset_info` (name,
+    content hash, ...); all None for checkpoints written before they were saved."""
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint does not exist: {path}")
@@ -41,6 +46,7 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DD
                                 encoder=parts["encoder"])
     model.load_state_dict(ckpt["state_dict"])
     model.config = cfg
+    model.set_dataset(ckpt.get("ddsp_lab_dataset"))  # older checkpoints: None
     return model.eval()
 
 
