@@ -308,3 +308,29 @@ def test_prepare_hub_on_a_folder_of_audio_points_to_the_folder_source(tmp_path):
     sf.write(tmp_path / "a.wav", tone(220.0, 1.0), 16000)
     out = ddsp_lab("prepare", "source=hub", f"source.name={tmp_path}", f"out={tmp_path / 'o'}", cwd=tmp_path, ok=False)
     assert out.returncode != 0 and f"source=folder source.root={tmp_path}" in out.stderr
+
+
+# ------------------------------------------------------- README commands exactly as they are typed
+def test_readme_demo_commands_as_typed(tmp_path):
+    """`ddsp-lab demo` and `ddsp-lab demo out=my_dir sample_rate=48000 duration_s=5 synth=harmonic_noise`."""
+    ddsp_lab("demo", cwd=tmp_path)
+    assert len(list((tmp_path / "demo_out").glob("*.wav"))) == 13
+    ddsp_lab("demo", "out=my_dir", "sample_rate=48000", "duration_s=5", "synth=harmonic_noise", cwd=tmp_path)
+    audio, sr = sf.read(tmp_path / "my_dir" / "synth_stack.wav")
+    assert sr == 48000 and len(audio) == 5 * 48000 and np.isfinite(audio).all()
+
+
+def test_readme_prepare_train_resume_as_typed(tmp_path):
+    """`ddsp-lab prepare source=demo out=data/prepared/demo crepe_model=tiny`, `ddsp-lab inspect
+    data/prepared/demo`, `ddsp-lab train experiment=tiny data.path=data/prepared/demo` (its 200
+    steps) and `ddsp-lab train experiment=tiny run_dir=runs/my_run resume=true`, in one folder."""
+    out = ddsp_lab("prepare", "source=demo", "out=data/prepared/demo", "crepe_model=tiny", cwd=tmp_path)
+    assert "24 items, 24 examples" in out.stdout, out.stdout
+    ddsp_lab("inspect", "data/prepared/demo", cwd=tmp_path)
+    ddsp_lab("train", "experiment=tiny", "data.path=data/prepared/demo", "run_dir=runs/my_run", cwd=tmp_path)
+    ckpt = tmp_path / "runs" / "my_run" / "checkpoints" / "last.ckpt"
+    import torch
+
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 200
+    again = ddsp_lab("train", "experiment=tiny", "run_dir=runs/my_run", "resume=true", "trainer.max_steps=210", cwd=tmp_path)
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 210, again.stdout[-2000:]
