@@ -7,7 +7,7 @@ at 16 kHz (64000 samples, 1000 frames), at batch 16 and 32.
     python benchmarks/train.py --trainer                # also a short Lightning Trainer.fit per batch
 
 The model is built as `ddsp-lab train experiment=solo_violin` builds it (conf/train.yaml composed
-with Hydra, `ddsp_lab.train.build_model`; model.f0_metric=false, trainer=cpu|gpu by --device). A
+with Hydra, `ddsp_lab.training.build_model`; model.f0_metric=false, trainer=cpu|gpu by --device). A
 step is what Lightning does per training batch, timed by a manual loop without a Trainer: forward,
 compute_losses(...)["total"], backward, gradient-norm clip 3, the config's optimizer (Adam 3e-4) and
 scheduler steps, zero_grad. The batch is synthetic (fixed seed): a harmonic tone with vibrato on a
@@ -144,7 +144,7 @@ def precision_of(cfg) -> str:
 
 
 def build_step(n_batch: int, mode: str, args) -> Callable[[], None]:
-    from ddsp_lab.train import build_model
+    from ddsp_lab.training import build_model
 
     torch.manual_seed(0)
     cfg = compose_config(args.device, args.precision)
@@ -215,7 +215,7 @@ def time_trainer(n_batch: int, args) -> dict:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from ddsp_lab.train import build_model
+    from ddsp_lab.training import build_model
 
     torch.manual_seed(0)
     cfg = compose_config(args.device, args.precision)

@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the project's configs use, registered when ddsp_lab is imported, so that the
+"""OmegaConf helpers: `plain`, and the resolvers the project's configs use, registered when ddsp_lab is imported, so that the
 configs compose through the CLI, Hydra's compose API (a notebook, a script) and the tests alike."""
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from omegaconf import OmegaConf
 def _eval(expr: str):
     """${eval:'int(4.0 * 16000)'}: arithmetic on config values (only int() is available)."""
     return eval(expr, {"__builtins__": {"int": int}})  # noqa: S307 - the configs' own expressions
+
+
+def plain(cfg):
+    """A config node as plain Python (dicts, lists, scalars), resolved: what leaves Hydra for the
+    library (JSON files, constructors, loggers, checkpoints), never an OmegaConf container."""
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 def register() -> None:

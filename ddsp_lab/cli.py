@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ._resolvers import plain
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 COMMANDS = {
     "demo": "Render every synth and effect from hand-made controls (WAV + spectrogram PNG).",
@@ -19,12 +21,6 @@ COMMANDS = {
     "quickstart": "Prepare the demo corpus and train a small model on it for a few minutes (the main job).",
 }
 
-
-
-def plain(cfg):
-    """A config node as plain Python (dicts, lists, scalars), resolved: what leaves the CLI for the
-    library (JSON files, constructors, loggers), never an OmegaConf container."""
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 def _demo(cfg) -> None:
@@ -87,41 +83,11 @@ def _inspect(cfg) -> None:
 
 
 def _train(cfg) -> None:
-    metrics, _ = _run_training(cfg)
+    from .training import train
+
+    metrics, _ = train(cfg)
     print(f"ddsp-lab train: run directory {Path(cfg.run_dir).resolve()}\n  " +
           "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-
-
-def _run_training(cfg, validate_first: bool = False):
-    import hydra
-    import pytorch_lightning as pl
-    from omegaconf import OmegaConf
-
-    from .train import build_model, fit
-
-    pl.seed_everything(int(cfg.seed), workers=True)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    datamodule = hydra.utils.instantiate(cfg.data.datamodule)
-    model = build_model(cfg)
-    model.config = model_config(cfg)
-    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
-    if logger:  # the resolved config and the model's size, on the dashboard
-        n_params = sum(p.numel() for p in model.parameters())
-        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "n_parameters": n_params,
-                                "n_trainable_parameters": n_trainable})
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    return fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first)
-
-
-def model_config(cfg) -> dict:
-    """What a checkpoint carries to rebuild its model alone: the model section (sample and frame
-    rate, loss weights, ...) and its parts, resolved to plain values."""
-    parts = {k: plain(cfg[k]) for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
-    return {**parts, "model": plain(cfg.model), "sample_rate": int(cfg.sample_rate),
-            "frame_rate": int(cfg.frame_rate)}
 
 
 def _quickstart(cfg) -> None:
@@ -134,7 +100,9 @@ def _quickstart(cfg) -> None:
         "experiment=tiny", f"data.path={out / 'data'}", f"run_dir={out / 'run'}", f"seed={cfg.seed}",
         f"trainer.max_steps={cfg.steps}", "trainer.val_check_interval=100", "trainer.num_sanity_val_steps=0",
         f"logger={cfg.logger}", f"callbacks.media.every_n_steps={cfg.steps}"])
-    final, initial = _run_training(train_cfg, validate_first=True)
+    from .training import train
+
+    final, initial = train(train_cfg, validate_first=True)
     run = (out / "run").resolve()
     drop = 100 * (1 - final["val/spectral"] / initial["val/spectral"])
     print(f"\nddsp-lab quickstart: trained the tiny model for {cfg.steps} steps on the demo corpus")

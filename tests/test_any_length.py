@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from ddsp_lab import dsp
 from ddsp_lab.cli import CONF_DIR
+from ddsp_lab.features import compute_loudness_frames
 from ddsp_lab.networks import (EncoderChain, F0LoudnessPreprocessor, F0ResNetEncoder, MlpDecoder, RnnFcDecoder,
                                ZEncoder)
 from ddsp_lab.processors import Add, FilteredNoise, Harmonic, ProcessorGroup, Reverb, Sinusoidal, Wavetable
@@ -179,9 +180,9 @@ def test_the_preprocessor_keeps_the_input_frames_and_computes_loudness_on_them()
         assert all(out[k].shape == (1, n_frames, 1) for k in ("f0_hz", "loudness_db", "f0_scaled", "ld_scaled"))
         torch.testing.assert_close(out["ld_scaled"], ld / 80.0 + 1.0)
         audio = _audio(n_frames)
-        # centred loudness frames, frame i on sample i * hop; the extra frame at n_samples dropped
+        # prepared data's loudness (n_fft 2048), frame i centred on sample i * hop, n_frames of them
         torch.testing.assert_close(computed({"f0_hz": f0, "audio": audio})["loudness_db"],
-                                   dsp.compute_loudness(audio)[:, :n_frames, None])
+                                   compute_loudness_frames(audio, 16000, 250)[:, :n_frames, None])
     with pytest.raises(ValueError, match="loudness_db"):
         pre({"f0_hz": torch.full((1, 250, 1), 330.0), "loudness_db": torch.zeros(1, 249, 1)})
 

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from ddsp_lab.cli import CONF_DIR
 from ddsp_lab.data import DDSPDataModule
 from ddsp_lab.logging import MediaLogger
-from ddsp_lab.train import build_model, fit
+from ddsp_lab.training import build_model, fit
 from _ddp import run_ddp
 
 CLI = str(__import__("pathlib").Path(sys.executable).parent / "ddsp-lab")  # the installed console script
@@ -249,16 +249,16 @@ def test_train_to_a_pipe_prints_plain_progress_lines_not_a_redrawn_bar(demo_data
 
 @pytest.mark.parametrize("interactive", [True, False], ids=["terminal", "pipe"])
 def test_a_terminal_keeps_the_progress_bar_and_a_pipe_gets_plain_lines(demo_data, tmp_path, monkeypatch, interactive):
-    import ddsp_lab.train
+    import ddsp_lab.training.runner
     from pytorch_lightning.callbacks import TQDMProgressBar
 
-    monkeypatch.setattr(ddsp_lab.train, "_interactive", lambda: interactive)
+    monkeypatch.setattr(ddsp_lab.training.runner, "_interactive", lambda: interactive)
     seen = {}
 
     class Look(pl.Callback):
         def on_train_start(self, trainer, pl_module):
             seen["bar"] = trainer.progress_bar_callback
-            seen["plain"] = [c for c in trainer.callbacks if isinstance(c, ddsp_lab.train.PlainProgress)]
+            seen["plain"] = [c for c in trainer.callbacks if isinstance(c, ddsp_lab.training.PlainProgress)]
 
     cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}", "trainer.max_steps=1",
                     "trainer.num_sanity_val_steps=0", "trainer.val_check_interval=1000"])
@@ -271,7 +271,7 @@ def test_plain_progress_rate_and_eta_leave_validation_out(capsys):
     """A long validation between two log lines neither dips the printed rate nor inflates the ETA."""
     from types import SimpleNamespace
 
-    from ddsp_lab.train import PlainProgress
+    from ddsp_lab.training import PlainProgress
 
     now = [0.0]
     progress = PlainProgress(every_n_steps=10)

@@ -6,7 +6,7 @@ import torch
 from ddsp_lab import dsp
 from ddsp_lab.features import import_torchcrepe
 from ddsp_lab.losses import CrepeEmbeddingLoss
-from ddsp_lab.models.autoencoder import _cents_l1
+from ddsp_lab.training.module import _cents_l1
 from ddsp_lab.networks import EncoderChain, F0ResNetEncoder, MlpDecoder, RnnFcDecoder, ZEncoder
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")

@@ -1,9 +1,10 @@
 """Pure tensor DSP functions (no state). See the submodules for the conventions."""
-from .filters import (apply_window_to_impulse_response, crop_and_compensate_delay, fft_convolve,
+from .filters import (OverlapAdd, apply_window_to_impulse_response, block_convolve, crop_and_compensate_delay,
+                      fft_convolve, delay_compensation_samples,
                       frequency_filter, frequency_impulse_response, sinc, sinc_filter,
                       sinc_impulse_response)
 from .loudness import a_weighting_db, compute_loudness, compute_power, compute_rms_energy, pad
-from .oscillators import (get_harmonic_frequencies, harmonic_synthesis, normalize_harmonics,
+from .oscillators import (end_phase, get_harmonic_frequencies, harmonic_chunk, harmonic_synthesis, normalize_harmonics,
                           oscillator_bank, remove_above_nyquist)
 from .conversions import (frequencies_sigmoid, frequencies_softmax, harmonic_to_sinusoidal,
                           sinusoidal_to_harmonic, streaming_harmonic_synthesis)

@@ -88,8 +88,58 @@ def crop_and_compensate_delay(audio: Tensor, audio_size: int, ir_size: int, padd
     """
     check_choice("padding", padding, ("same", "valid"))
     crop_size = audio_size if padding == "same" else ir_size + audio_size - 1
-    start = (ir_size - 1) // 2 - 1 if delay_compensation < 0 else delay_compensation
+    start = delay_compensation_samples(ir_size, delay_compensation)
     return audio[:, start:start + crop_size]
+
+
+def delay_compensation_samples(ir_size: int, delay_compensation: int = -1) -> int:
+    """Samples crop_and_compensate_delay removes from the front of a full convolution."""
+    return (ir_size - 1) // 2 - 1 if delay_compensation < 0 else delay_compensation
+
+
+def block_convolve(frames: Tensor, impulse_response: Tensor) -> Tensor:
+    """Full FFT convolution of each block with its IR: frames [batch, n_blocks, block] and
+    impulse_response [batch | 1, n_blocks | 1, ir_size] -> [batch, n_blocks, fft_size], fft_size
+    the power of two >= block + ir_size - 1 (the samples past block + ir_size - 1 are ~0).
+    Overlap-added every `block` samples (_overlap_add) it is the full time-varying convolution."""
+    fft_size = 1 << math.ceil(math.log2(frames.shape[-1] + impulse_response.shape[-1] - 1))
+    spec = torch.fft.rfft(frames, n=fft_size) * torch.fft.rfft(impulse_response, n=fft_size)
+    return torch.fft.irfft(spec, n=fft_size)
+
+
+class OverlapAdd:
+    """A running overlap-add buffer for signals rendered chunk by chunk: `add(segment, at)` sums a
+    segment that starts at absolute sample `at`; `take(position, n)` returns samples
+    [position, position + n) (zeros where nothing was added) and forgets everything before
+    position + n. The state of a convolution's tail between chunks (filtered noise, reverb)."""
+
+    def __init__(self) -> None:
+        self.buffer: Tensor | None = None
+        self.start = 0
+
+    def add(self, segment: Tensor, at: int) -> None:
+        if self.buffer is None or self.buffer.shape[-1] == 0:
+            self.buffer, self.start = segment, at
+            return
+        if at < self.start:
+            raise ValueError(f"OverlapAdd: a segment at {at} starts before the buffer ({self.start})")
+        end = max(self.start + self.buffer.shape[-1], at + segment.shape[-1])
+        out = segment.new_zeros(segment.shape[0], end - self.start)
+        out[:, : self.buffer.shape[-1]] = self.buffer
+        out[:, at - self.start: at - self.start + segment.shape[-1]] += segment
+        self.buffer = out
+
+    def take(self, position: int, n: int) -> Tensor:
+        if self.buffer is None:
+            raise ValueError("OverlapAdd.take before any add")
+        lo = position - self.start
+        if lo < 0:
+            raise ValueError(f"OverlapAdd: samples from {position} were already taken (buffer starts at {self.start})")
+        out = self.buffer[:, lo: lo + n]
+        if out.shape[-1] < n:
+            out = torch.nn.functional.pad(out, (0, n - out.shape[-1]))
+        self.buffer, self.start = self.buffer[:, lo + n:], position + n
+        return out
 
 
 def fft_convolve(audio: Tensor, impulse_response: Tensor, padding: str = "same",
@@ -119,9 +169,7 @@ def fft_convolve(audio: Tensor, impulse_response: Tensor, padding: str = "same",
                          f"frames; use n_samples divisible by n_frames")
     pad = n_audio_frames * frame_size - n_samples
     frames = torch.nn.functional.pad(audio, (0, pad)).reshape(batch, n_audio_frames, frame_size)
-    fft_size = 1 << math.ceil(math.log2(frame_size + ir_size - 1))
-    spec = torch.fft.rfft(frames, n=fft_size) * torch.fft.rfft(ir, n=fft_size)
-    out = _overlap_add(torch.fft.irfft(spec, n=fft_size), frame_size)
+    out = _overlap_add(block_convolve(frames, ir), frame_size)
     return crop_and_compensate_delay(out, n_samples, ir_size, padding, delay_compensation)
 
 

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ._checks import check_batch, check_f0, check_positive_int, check_rank, check_sample_rate
-from .phase import TWO_PI, cumulative_phase, segment_phase
+from .phase import TWO_PI, cumulative_phase, segment_end_phase, segment_phase
 from .resample import resample
 from .units import safe_divide
 
@@ -42,7 +42,8 @@ def normalize_harmonics(harmonic_distribution: Tensor, f0_hz: Tensor | None = No
 
 
 def oscillator_bank(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
-                    sample_rate: float = 16000, sum_sinusoids: bool = True) -> Tensor:
+                    sample_rate: float = 16000, sum_sinusoids: bool = True,
+                    initial_phase: Tensor | None = None) -> Tensor:
     """Sinusoids from sample-wise frequency and amplitude envelopes.
 
     Phase is the inclusive running sum of 2 pi f / sample_rate, accumulated accurately
@@ -51,6 +52,8 @@ def oscillator_bank(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
     Args:
         frequency_envelopes: [batch, n_samples, n_sinusoids] Hz.
         amplitude_envelopes: [batch, n_samples, n_sinusoids] linear.
+        initial_phase: [batch, n_sinusoids] phase before the first sample (a chunk continuing a
+            signal: the previous chunk's `end_phase`); None: 0.
     Returns:
         [batch, n_samples] (or [batch, n_samples, n_sinusoids] without summing).
     """
@@ -59,8 +62,19 @@ def oscillator_bank(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
     check_sample_rate("sample_rate", sample_rate)
     amps = remove_above_nyquist(frequency_envelopes, amplitude_envelopes, sample_rate)
     phase = cumulative_phase(frequency_envelopes, TWO_PI / sample_rate, dim=1)
+    if initial_phase is not None:
+        phase = torch.remainder(phase + initial_phase.to(phase.dtype)[:, None], TWO_PI)
     audio = amps * torch.sin(phase)
     return audio.sum(-1) if sum_sinusoids else audio
+
+
+def end_phase(frequency_envelopes: Tensor, sample_rate: float, initial_phase: Tensor | None = None) -> Tensor:
+    """The phase after the last sample of frequency_envelopes [batch, n_samples, channels] (Hz),
+    wrapped, float64 [batch, channels]: the initial_phase of the chunk that follows."""
+    total = frequency_envelopes.to(torch.float64).sum(1) * (TWO_PI / sample_rate)
+    if initial_phase is not None:
+        total = total + initial_phase.to(torch.float64)
+    return torch.remainder(total, TWO_PI)
 
 
 def _segment_weights(method: str, hop: int, dtype, device) -> tuple[Tensor, Tensor]:
@@ -102,12 +116,17 @@ _CHUNK_ELEMENTS = 1 << 21
 
 
 def _harmonic_segments(f0_frames: Tensor, harmonic_amplitudes: Tensor, hop: int,
-                       sample_rate: float, amp_resample_method: str) -> Tensor:
-    """Exact harmonic synthesis when n_samples = n_frames * hop (linear f0, no shifts)."""
+                       sample_rate: float, amp_resample_method: str,
+                       next_frame: tuple[Tensor, Tensor] | None = None,
+                       initial_phase: Tensor | None = None) -> Tensor:
+    """Exact harmonic synthesis when n_samples = n_frames * hop (linear f0, no shifts).
+    next_frame: (f0 [b, 1, 1], amplitudes [b, 1, n_h]) of the frame after the last (a chunk of a
+    longer signal); None: the last frame is held (the end of the signal)."""
     batch, n_frames, n_h = harmonic_amplitudes.shape
-    f_ext = torch.cat([f0_frames, f0_frames[:, -1:]], dim=1)[..., 0]  # [b, n_frames + 1]
-    a_ext = torch.cat([harmonic_amplitudes, harmonic_amplitudes[:, -1:]], dim=1)
-    phase = segment_phase(f_ext, sample_rate, hop)  # [b, n_frames, hop]
+    f_next, a_next = next_frame if next_frame is not None else (f0_frames[:, -1:], harmonic_amplitudes[:, -1:])
+    f_ext = torch.cat([f0_frames, f_next.expand(batch, 1, 1)], dim=1)[..., 0]  # [b, n_frames + 1]
+    a_ext = torch.cat([harmonic_amplitudes, a_next.expand(batch, 1, n_h)], dim=1)
+    phase = segment_phase(f_ext, sample_rate, hop, initial_phase)  # [b, n_frames, hop]
     m = torch.arange(hop, device=f0_frames.device, dtype=f0_frames.dtype) / hop
     f_sample = f_ext[:, :-1, None] + (f_ext[:, 1:, None] - f_ext[:, :-1, None]) * m
     w_a, w_b = _segment_weights(amp_resample_method, hop, f0_frames.dtype, f0_frames.device)
@@ -123,6 +142,35 @@ def _harmonic_segments(f0_frames: Tensor, harmonic_amplitudes: Tensor, hop: int,
         else:
             outs.append(_harmonic_chunk(*args))
     return torch.cat(outs, dim=1).reshape(batch, n_frames * hop)
+
+
+def harmonic_chunk(f0_hz: Tensor, amplitudes: Tensor, hop: int, sample_rate: float = 16000,
+                   amp_resample_method: str = "window", next_frame: tuple[Tensor, Tensor] | None = None,
+                   initial_phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One chunk of a harmonic signal rendered piece by piece (streaming, long renders).
+
+    Args:
+        f0_hz: [batch, n_frames, 1] Hz; amplitudes: [batch, n_frames, n_harmonics] (overall
+            amplitude times the normalised distribution), the chunk's frames.
+        hop: samples per frame (the chunk renders n_frames * hop samples).
+        next_frame: (f0 [batch, 1, 1], amplitudes [batch, 1, n_harmonics]) of the first frame after
+            the chunk, which the last segment interpolates towards; None: the signal ends here
+            (the last frame is held, as harmonic_synthesis does at the end).
+        initial_phase: [batch] fundamental phase before the chunk (float64; None: 0).
+    Returns:
+        (audio [batch, n_frames * hop], the fundamental phase after the chunk [batch] float64).
+        Chunks rendered in order, each given the next one's first frame, equal
+        harmonic_synthesis(n_samples=n_frames * hop) over the whole signal.
+    """
+    check_rank("f0_hz", f0_hz, (3,), "[batch, n_frames, 1]")
+    check_rank("amplitudes", amplitudes, (3,), "[batch, n_frames, n_harmonics]")
+    check_positive_int("hop", hop)
+    batch = max(f0_hz.shape[0], amplitudes.shape[0])
+    f0_hz, amplitudes = f0_hz.expand(batch, -1, -1), amplitudes.expand(batch, -1, -1)
+    audio = _harmonic_segments(f0_hz, amplitudes, hop, sample_rate, amp_resample_method, next_frame, initial_phase)
+    f_next = next_frame[0] if next_frame is not None else f0_hz[:, -1:]
+    f_ext = torch.cat([f0_hz, f_next.expand(batch, 1, 1)], dim=1)[..., 0]
+    return audio, segment_end_phase(f_ext, sample_rate, hop, initial_phase)
 
 
 def harmonic_synthesis(frequencies: Tensor, amplitudes: Tensor,

@@ -46,40 +46,67 @@ def cumulative_phase(x: Tensor, scale: float = 1.0, dim: int = 1) -> Tensor:
     return phase.reshape(*x.shape[:-1], n_chunks * _CHUNK)[..., :n].movedim(-1, dim)
 
 
-def segment_start_phase(f_frames_hz: Tensor, sample_rate: float, hop: int) -> Tensor:
+def segment_phase_totals(f_frames_hz: Tensor, sample_rate: float, hop: int) -> Tensor:
+    """Phase accumulated over each frame segment (unwrapped, float64; float32 for half inputs)
+    for linearly interpolated frequency: f_frames_hz [batch, n_frames + 1, channels] (the frame
+    after the last: the next frame, or the last repeated) -> [batch, n_frames, channels]."""
+    w = f_frames_hz.to(_acc_dtype(f_frames_hz.dtype)) * (TWO_PI / sample_rate)
+    # Sum over m = 0..hop-1 of w_j + (w_{j+1} - w_j) m / hop.
+    return hop * w[:, :-1] + (w[:, 1:] - w[:, :-1]) * ((hop - 1) / 2.0)
+
+
+def segment_start_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
+                        initial_phase: Tensor | None = None) -> Tensor:
     """Phase (wrapped) accumulated before each frame segment, for linearly interpolated frequency.
 
     Args:
         f_frames_hz: [batch, n_frames + 1, channels] frequencies at the frame positions, the last
-            frame repeated (add_endpoint convention).
+            one the frame after the segment (add_endpoint convention: the last frame repeated).
         sample_rate: Hz.
         hop: samples per frame.
+        initial_phase: [batch, channels] phase before the first segment (a chunk continuing a
+            signal: the previous chunk's `end`); None: 0.
     Returns:
         [batch, n_frames, channels] float64 (float32 for half inputs) phases in [0, 2 pi).
         Angular frequencies are formed in float64: a float32 omega alone is off by ~1e-7 relative,
         i.e. 0.01 rad after a minute of a 440 Hz tone.
     """
-    w = f_frames_hz.to(_acc_dtype(f_frames_hz.dtype)) * (TWO_PI / sample_rate)
-    # Sum over m = 0..hop-1 of w_j + (w_{j+1} - w_j) m / hop.
-    totals = hop * w[:, :-1] + (w[:, 1:] - w[:, :-1]) * ((hop - 1) / 2.0)
-    return torch.remainder(torch.cumsum(totals, dim=1) - totals, TWO_PI)
+    totals = segment_phase_totals(f_frames_hz, sample_rate, hop)
+    start = torch.cumsum(totals, dim=1) - totals
+    if initial_phase is not None:
+        start = start + initial_phase.to(start.dtype)[:, None]
+    return torch.remainder(start, TWO_PI)
 
 
-def segment_phase(f_frames_hz: Tensor, sample_rate: float, hop: int) -> Tensor:
+def segment_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
+                  initial_phase: Tensor | None = None) -> Tensor:
     """Per-sample phase of a linearly interpolated frequency, shaped by segment.
 
     Args:
-        f_frames_hz: [batch, n_frames + 1] Hz at frame positions (last frame repeated).
+        f_frames_hz: [batch, n_frames + 1] Hz at frame positions (last frame repeated, or the next
+            chunk's first frame).
         sample_rate: Hz.
         hop: samples per frame.
+        initial_phase: [batch] phase before the first sample (None: 0).
     Returns:
         [batch, n_frames, hop] phases in [0, 2 pi), dtype of f_frames_hz. Sample m of segment j
         has phase start_j + (m + 1) w_j + (w_{j+1} - w_j) m (m + 1) / (2 hop) (inclusive sum).
     """
-    start = segment_start_phase(f_frames_hz[..., None], sample_rate, hop)[..., 0]
+    init = initial_phase[:, None] if initial_phase is not None else None
+    start = segment_start_phase(f_frames_hz[..., None], sample_rate, hop, init)[..., 0]
     dtype = f_frames_hz.dtype
     omega = f_frames_hz * (TWO_PI / sample_rate)
     m = torch.arange(hop, device=f_frames_hz.device, dtype=dtype)
     w0, w1 = omega[:, :-1, None], omega[:, 1:, None]
     within = (m + 1.0) * w0 + (w1 - w0) * (m * (m + 1.0) / (2.0 * hop))
     return torch.remainder(within + start.to(dtype)[..., None], TWO_PI)
+
+
+def segment_end_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
+                      initial_phase: Tensor | None = None) -> Tensor:
+    """The phase after the last segment of `segment_phase` (same arguments), wrapped, float64
+    [batch]: the next chunk's initial_phase, so chunks continue exactly."""
+    total = segment_phase_totals(f_frames_hz[..., None], sample_rate, hop)[..., 0].sum(1)
+    if initial_phase is not None:
+        total = total + initial_phase.to(total.dtype)
+    return torch.remainder(total, TWO_PI)

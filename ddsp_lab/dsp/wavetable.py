@@ -63,7 +63,8 @@ def _lookup_frames(phase: Tensor, tables: Tensor, n_samples: int) -> Tensor:
 
 
 def wavetable_synthesis(frequencies: Tensor, amplitudes: Tensor, wavetables: Tensor,
-                        n_samples: int = 64000, sample_rate: float = 16000) -> Tensor:
+                        n_samples: int = 64000, sample_rate: float = 16000,
+                        initial_phase: Tensor | None = None) -> Tensor:
     """Wavetable oscillator.
 
     Phase is the EXCLUSIVE running sum of f / sample_rate in cycles (first sample at phase 0, the
@@ -74,6 +75,8 @@ def wavetable_synthesis(frequencies: Tensor, amplitudes: Tensor, wavetables: Ten
         frequencies: [batch, n_frames, 1] Hz.
         amplitudes: [batch, n_frames, 1].
         wavetables: [batch, n_wavetable] or [batch, n_frames, n_wavetable].
+        initial_phase: [batch] phase (radians) before the first sample (a chunk continuing a
+            signal, see oscillators.end_phase); None: 0.
     Returns:
         [batch, n_samples].
     """
@@ -85,6 +88,8 @@ def wavetable_synthesis(frequencies: Tensor, amplitudes: Tensor, wavetables: Ten
     amp_env = upsample_with_windows(amplitudes, n_samples)[..., 0]
     f_env = resample(frequencies, n_samples)[..., 0]
     phase = cumulative_phase(f_env, TWO_PI / sample_rate, dim=1)
+    if initial_phase is not None:
+        phase = phase + initial_phase.to(phase.dtype)[:, None]
     cycles = torch.remainder(phase - f_env * (TWO_PI / sample_rate), TWO_PI) / TWO_PI  # exclusive
     if wavetables.dim() == 3 and wavetables.shape[1] > 1:
         audio = _lookup_frames(cycles, wavetables, n_samples)

@@ -1,4 +1,4 @@
-"""Using a trained model without a Trainer: load a checkpoint, synthesize, export."""
+"""Using a trained model without a Trainer: load a checkpoint as a DDSP module, export it."""
 from __future__ import annotations
 
 import warnings
@@ -8,21 +8,25 @@ import hydra
 import torch
 from torch import Tensor, nn
 
-from .autoencoder import DDSPAutoencoder
+from .ddsp import DDSP
+
+_PARTS = ("preprocessor", "encoder", "decoder", "synth")
 
 
-def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DDSPAutoencoder:
-    """A trained DDSPAutoencoder in eval mode from a checkpoint written by `ddsp-lab train`.
+def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DDSP:
+    """A trained DDSP model in eval mode from a checkpoint written by `ddsp-lab train`.
 
-    Self-contained: the checkpoint carries the resolved config of the model (its `model` section:
-    sample and frame rate, loss weights, ...) and of its parts, so nothing else is needed.
-    Checkpoints written before the model section was saved load with the parts and the default
-    model settings (16 kHz, 250 frames/s), with a warning.
-
-    The model comes back with its training data's record: `model.feature_settings` (the
-    FeatureSettings to pass to `ddsp_lab.features.compute` for a new recording),
+    Self-contained: the checkpoint carries the resolved config of the parts and the model's rates
+    (and loss weights, in `model.config['model']`), so nothing else is needed. The model comes
+    back with its training data's record: `model.feature_settings` (the FeatureSettings that
+    `ddsp_lab.features.compute` and `model.from_audio` use for a new recording),
     `model.dataset_statistics` (f0 and loudness quantiles, ...) and `model.dataset_info` (name,
-    content hash, ...); all None for checkpoints written before they were saved."""
+    content hash, ...); all None for checkpoints written before they were saved.
+
+    Older checkpoints load too: those without the model section with the default rates (16 kHz,
+    250 frames/s) and a warning; fixed lengths (n_samples, time_steps) of checkpoints written
+    before any-length rendering are dropped; parts saved at the top level of the state dict
+    (before the DDSP module) are found there."""
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint does not exist: {path}")
@@ -35,19 +39,25 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DD
         raise ValueError(f"{path} holds no ddsp_lab model (no ddsp_lab_config / state_dict): was it written "
                          f"by `ddsp-lab train`?")
     parts = {k: hydra.utils.instantiate(_any_length(cfg.get(k))) if cfg.get(k) is not None else None
-             for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
-    if cfg.get("model"):
-        model = hydra.utils.instantiate(cfg["model"], preprocessor=parts["preprocessor"], encoder=parts["encoder"],
-                                        decoder=parts["decoder"], synth=parts["synth"], losses=parts["loss"])
-    else:
+             for k in _PARTS}
+    section = cfg.get("model") or {}
+    if not section:
         warnings.warn(f"{path} predates checkpoints that carry the model section: loaded with the default "
                       f"model settings (sample_rate 16000, frame_rate 250)")
-        model = DDSPAutoencoder(parts["preprocessor"], parts["decoder"], parts["synth"], parts["loss"],
-                                encoder=parts["encoder"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = DDSP(parts["preprocessor"], parts["decoder"], parts["synth"], encoder=parts["encoder"],
+                 sample_rate=int(section.get("sample_rate", cfg.get("sample_rate", 16000))),
+                 frame_rate=int(section.get("frame_rate", cfg.get("frame_rate", 250))))
+    model.load_state_dict(_model_state(ckpt["state_dict"]))
     model.config = cfg
     model.set_dataset(ckpt.get("ddsp_lab_dataset"))  # older checkpoints: None
     return model.eval()
+
+
+def _model_state(state_dict: dict) -> dict:
+    """The DDSP module's entries of a training checkpoint's state dict: under `model.`, or (older
+    checkpoints) the parts at the top level; the training module's own (losses, counters) left out."""
+    nested = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
+    return nested or {k: v for k, v in state_dict.items() if k.split(".", 1)[0] in _PARTS}
 
 
 def _any_length(node):
@@ -60,22 +70,22 @@ def _any_length(node):
     return node
 
 
-class Synthesizer(nn.Module):
-    """f0 [batch, n_frames, 1] (Hz) and loudness [batch, n_frames, 1] (dB) -> audio: preprocessor,
-    decoder and synth stack of a trained model, as one module for export (no encoder, no noise
-    randomness beyond the processors' own)."""
+class _Rendering(nn.Module):
+    """f0 [batch, n_frames, 1] (Hz) and loudness [batch, n_frames, 1] (dB) -> audio: the model's
+    one-shot render (DDSP.render_once) as a module of two tensors, for torch.export."""
 
-    def __init__(self, model: DDSPAutoencoder):
+    def __init__(self, model: DDSP):
         super().__init__()
-        self.preprocessor, self.decoder, self.synth = model.preprocessor, model.decoder, model.synth
-        self.hop_size = model.hop_size
+        self.model = model
 
     def forward(self, f0_hz: Tensor, loudness_db: Tensor) -> Tensor:
-        features = self.preprocessor({"f0_hz": f0_hz, "loudness_db": loudness_db})
-        return self.synth.run(self.decoder(features), n_samples=f0_hz.shape[1] * self.hop_size)[self.synth.output]
+        return self.model.render_once({"f0_hz": f0_hz, "loudness_db": loudness_db})
 
 
-def export(model: DDSPAutoencoder, f0_hz: Tensor, loudness_db: Tensor):
-    """torch.export of the Synthesizer for the example input shapes; returns the ExportedProgram
-    (save with torch.export.save). Check it against the eager model with the same inputs."""
-    return torch.export.export(Synthesizer(model).eval(), (f0_hz, loudness_db))
+def export(model: DDSP, f0_hz: Tensor, loudness_db: Tensor):
+    """torch.export of the model's rendering from f0 and loudness, for the example input shapes;
+    returns the ExportedProgram (save with torch.export.save). Check it against the eager model
+    with the same inputs. A model with an encoder needs more than f0 and loudness: not exported."""
+    if model.encoder is not None:
+        raise ValueError("export: the model has an encoder; only f0 + loudness models export for now")
+    return torch.export.export(_Rendering(model).eval(), (f0_hz, loudness_db))

@@ -29,22 +29,40 @@ class _FcDecoder(nn.Module):
     def __init__(self, ch: int, layers_per_stack: int, input_keys: Sequence[str], input_sizes: Sequence[int] | None,
                  output_splits, layer_norm_eps: float, leaky_slope: float, rnn_channels: int = 0):
         super().__init__()
-        self.input_keys = tuple(input_keys)
+        self.input_keys, self.ch = tuple(input_keys), ch
         sizes = _input_sizes(self.input_keys, input_sizes)
-        self.output_splits = _splits(output_splits)
         stack = lambda n_in: FcStack(n_in, ch, layers_per_stack, layer_norm_eps, leaky_slope)  # noqa: E731
         self.input_stacks = nn.ModuleList(stack(n) for n in sizes)
         self.rnn = nn.GRU(ch * len(sizes), rnn_channels, batch_first=True) if rnn_channels else None
         self.out_stack = stack(ch * len(sizes) + rnn_channels)
-        self.dense_out = nn.Linear(ch, sum(n for _, n in self.output_splits))
+        self.output_splits: list[tuple[str, int]] | None = None
+        self.dense_out: nn.Linear | None = None
+        if output_splits is not None:
+            self.set_output_splits(output_splits)
 
-    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+    def set_output_splits(self, output_splits) -> None:
+        """Build the output layer for ((name, size), ...): what a decoder made with
+        output_splits=None gets from the synth stack it feeds (DDSP derives them)."""
+        self.output_splits = _splits(output_splits)
+        self.dense_out = nn.Linear(self.ch, sum(n for _, n in self.output_splits))
+
+    def forward(self, features: dict[str, Tensor], state: dict | None = None) -> dict[str, Tensor]:
+        """features -> features + the named controls, frame for frame. state: a dict carried
+        between the chunks of one signal (the GRU's hidden state under 'rnn'; empty at the start):
+        chunks decoded in order equal one call over the whole signal (the decoder is causal)."""
+        if self.dense_out is None:
+            raise ValueError(f"{type(self).__name__} has no outputs yet: give output_splits, or build it into a "
+                             f"DDSP model, which derives them from its synth stack")
         missing = [k for k in self.input_keys if k not in features]
         if missing:
             raise ValueError(f"{type(self).__name__} needs {missing} among the features {sorted(features)}")
         hidden = [s(features[k]) for s, k in zip(self.input_stacks, self.input_keys)]
         if self.rnn is not None:
-            hidden.append(self.rnn(torch.cat(hidden, dim=-1))[0])
+            h0 = state.get("rnn") if state is not None else None
+            out, h = self.rnn(torch.cat(hidden, dim=-1), h0)
+            hidden.append(out)
+            if state is not None:
+                state["rnn"] = h
         x = self.dense_out(self.out_stack(torch.cat(hidden, dim=-1)))
         outputs = dict(features)
         for (name, _), value in zip(self.output_splits, torch.split(x, [n for _, n in self.output_splits], -1)):
@@ -61,14 +79,15 @@ class RnnFcDecoder(_FcDecoder):
         input_keys: features read (e.g. ('ld_scaled', 'f0_scaled'[, 'z'])), each [b, t, c].
         input_sizes: channels of each input (default 1 each; z: its size).
         output_splits: ((name, size), ...) e.g. (('amps', 1), ('harmonic_distribution', 60),
-            ('noise_magnitudes', 65)).
+            ('noise_magnitudes', 65)); None: derived from the synth stack by the DDSP model that
+            holds the decoder (the synth's inputs that are not features, with their sizes).
         layer_norm_eps, leaky_slope: the reference's (1e-3, 0.2) by default; torch's own defaults
             (1e-5, 0.01) are one argument away.
     """
 
     def __init__(self, rnn_channels: int = 512, ch: int = 512, layers_per_stack: int = 3,
                  input_keys: Sequence[str] = ("ld_scaled", "f0_scaled"), input_sizes: Sequence[int] | None = None,
-                 output_splits=(("amps", 1), ("harmonic_distribution", 60), ("noise_magnitudes", 65)),
+                 output_splits=None,
                  layer_norm_eps: float = REFERENCE_LAYER_NORM_EPS, leaky_slope: float = REFERENCE_LEAKY_SLOPE):
         if rnn_channels < 1:
             raise ValueError(f"rnn_channels must be >= 1 (decoder=mlp has no GRU), got {rnn_channels}")
@@ -102,6 +121,6 @@ class MlpDecoder(_FcDecoder):
 
     def __init__(self, ch: int = 512, layers_per_stack: int = 3,
                  input_keys: Sequence[str] = ("ld_scaled", "f0_scaled"), input_sizes: Sequence[int] | None = None,
-                 output_splits=(("amps", 1), ("harmonic_distribution", 60), ("noise_magnitudes", 65)),
+                 output_splits=None,
                  layer_norm_eps: float = REFERENCE_LAYER_NORM_EPS, leaky_slope: float = REFERENCE_LEAKY_SLOPE):
         super().__init__(ch, layers_per_stack, input_keys, input_sizes, output_splits, layer_norm_eps, leaky_slope)

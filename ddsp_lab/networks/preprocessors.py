@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .. import dsp
+from ..features.loudness import LOUDNESS_N_FFT, compute_loudness_frames
 
 F0_RANGE = 127.0  # MIDI: f0_scaled = hz_to_midi(f0) / 127
 DB_RANGE = dsp.DB_RANGE  # 80 dB: ld_scaled = loudness_db / 80 + 1
@@ -17,18 +18,20 @@ class F0LoudnessPreprocessor(nn.Module):
         time_steps: None (default): keep the input's frames (loudness_db must have as many as
             f0_hz). An int resamples every curve linearly (with end point) to that many frames,
             the reference's fixed-length behaviour.
-        frame_rate, sample_rate: used when compute_loudness=True (loudness from 'audio', the
-            reference's dsp.compute_loudness defaults: n_fft 512, centred frames; frame i centred
-            on sample i * hop, the extra final frame dropped, so n_samples / hop frames).
+        frame_rate, sample_rate, loudness_n_fft: used when compute_loudness=True (loudness from
+            'audio' as prepared data computes it, ddsp_lab.features.compute_loudness_frames: n_fft
+            2048 by default, frame i centred on sample i * hop, n_samples / hop frames; with
+            time_steps, the reference's dsp.compute_loudness defaults, n_fft 512).
     Reads f0_hz [b, t(, 1)], loudness_db [b, t(, 1)] (or audio [b, n]); adds f0_hz, loudness_db,
     f0_scaled, ld_scaled, each [b, t, 1] (t = time_steps if given). Computed loudness is float32
     even under autocast.
     """
 
     def __init__(self, time_steps: int | None = None, frame_rate: int = 250, sample_rate: int = 16000,
-                 compute_loudness: bool = False):
+                 compute_loudness: bool = False, loudness_n_fft: int = LOUDNESS_N_FFT):
         super().__init__()
         self.time_steps, self.frame_rate, self.sample_rate = time_steps, frame_rate, sample_rate
+        self.loudness_n_fft = loudness_n_fft
         self.compute_loudness = compute_loudness
 
     def _resample(self, x: Tensor) -> Tensor:
@@ -44,10 +47,11 @@ class F0LoudnessPreprocessor(nn.Module):
         if "audio" not in features:
             raise ValueError("F0LoudnessPreprocessor(compute_loudness=True) needs 'audio'")
         # float32 outside autocast: A-weighted power in dB is a spectral front-end
-        loudness = dsp.full_precision(dsp.compute_loudness, features["audio"], self.sample_rate, self.frame_rate)
-        if self.time_steps is None and loudness.shape[1] == n_frames + 1:
-            loudness = loudness[:, :n_frames]  # centred frames: the one at n_samples is not a model frame
-        return loudness
+        loudness = dsp.full_precision(compute_loudness_frames, features["audio"], self.sample_rate,
+                                      self.frame_rate, self.loudness_n_fft)
+        if self.time_steps is not None:  # the reference's fixed-length behaviour keeps its extra frame
+            return dsp.full_precision(dsp.compute_loudness, features["audio"], self.sample_rate, self.frame_rate)
+        return loudness[:, :n_frames]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         if "f0_hz" not in features:

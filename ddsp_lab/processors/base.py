@@ -86,6 +86,23 @@ class Processor(nn.Module):
                              f"n_samples=n)) or at construction; got neither")
         return check_n_samples(n)
 
+    # Chunked rendering (long renders, streaming): see ProcessorGroup.stream.
+    def stream_lookahead(self, hop: int) -> int:
+        """Frames of frame-rate controls past a chunk that the chunk's samples depend on (a
+        synth interpolating towards the next frame: 1); ProcessorGroup.stream gives them."""
+        return 0
+
+    def stream(self, *inputs: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
+        """The next n_samples of this processor's signal, continuing the previous calls.
+
+        inputs: as forward's; frame-rate controls [b, n_samples // hop + l, c] hold the chunk's
+        frames then l <= stream_lookahead(hop) frames after it (fewer: the signal ends within
+        them); audio inputs [b, n_samples] are the chunk's samples. state: this processor's dict
+        (empty at the first chunk), kept by the caller between chunks. Chunks rendered in order
+        equal one forward over the whole signal (with PositionalNoise for random processors)."""
+        raise NotImplementedError(f"{type(self).__name__} does not render in chunks yet: render it in one "
+                                  f"piece (chunk_seconds=None)")
+
     @property
     def input_names(self) -> tuple[str, ...]:
         params = inspect.signature(self.get_controls).parameters.values()

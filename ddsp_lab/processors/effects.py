@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from .. import dsp
 from .base import Processor, check_audio, get_scale_fn
-from .synths import FilteredNoise, _sample_noise
+from .synths import FilteredNoise, _sample_noise, _with_next_frame
 
 
 class Reverb(Processor):
@@ -42,6 +42,19 @@ class Reverb(Processor):
     def get_signal(self, audio: Tensor, ir: Tensor) -> Tensor:
         wet = dsp.fft_convolve(audio, self._mask_dry_ir(ir).to(audio.dtype), padding="same",
                                delay_compensation=0)
+        return wet + audio if self.add_dry else wet
+
+    def stream(self, audio: Tensor, *controls: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
+        """One chunk of audio through the reverb; state: the IR (made once: a drawn IR is drawn at
+        the first chunk) and the wet signal's tail (OverlapAdd)."""
+        if "ir" not in state:
+            state["ir"] = self._mask_dry_ir(self.get_controls(audio, *controls)["ir"]).to(audio.dtype)
+        position = state.get("position", 0)
+        full = dsp.fft_convolve(audio, state["ir"], padding="valid", delay_compensation=0)
+        tail = state.setdefault("tail", dsp.OverlapAdd())
+        tail.add(full, position)
+        state["position"] = position + n_samples
+        wet = tail.take(position, n_samples)
         return wet + audio if self.add_dry else wet
 
 
@@ -171,3 +184,22 @@ class ModDelay(Processor):
         phase = phase * (self.depth_ms / max_delay_ms) + self.center_ms / max_delay_ms
         wet = dsp.variable_length_delay(phase, audio, max_length=max_length) * gain[..., 0]
         return wet + audio if self.add_dry else wet
+
+    def stream_lookahead(self, hop: int) -> int:
+        return 1
+
+    def stream(self, audio: Tensor, gain: Tensor, phase: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
+        """One chunk; gain and phase at the frame rate. state: the delay line (the last
+        max_length samples of the input)."""
+        c = self.get_controls(audio, gain, phase)
+        m = n_samples // hop
+        gain, phase = (dsp.resample(_with_next_frame(c[k] if c[k].dim() == 3 else c[k][..., None], m), (m + 1) * hop)
+                       [:, :n_samples] for k in ("gain", "phase"))
+        max_length = int(self.sample_rate / 1000.0 * (self.center_ms + self.depth_ms))
+        history = state.get("history")
+        history = audio.new_zeros(audio.shape[0], max_length) if history is None else history
+        line = torch.cat([history, audio], dim=1)
+        pad = (0, 0, max_length, 0)
+        out = self.get_signal(line, torch.nn.functional.pad(gain, pad), torch.nn.functional.pad(phase, pad))
+        state["history"] = line[:, -max_length:]
+        return out[:, max_length:]

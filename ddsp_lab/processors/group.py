@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Processor, check_n_samples
+from .noise import PositionalNoise
 
 
 class ProcessorGroup(nn.Module):
@@ -129,17 +130,18 @@ class ProcessorGroup(nn.Module):
         """The processors (nested ones too) that draw noise: FilteredNoise, ExpDecayReverb,
         FilteredNoiseReverb, any with a `generator` attribute (None or a torch.Generator)."""
         return [m for m in self.modules() if isinstance(m, Processor)
-                and isinstance(getattr(m, "generator", False), (torch.Generator, type(None)))]
+                and isinstance(getattr(m, "generator", False), (torch.Generator, PositionalNoise, type(None)))]
 
     @contextmanager
-    def noise_from(self, generator: torch.Generator | None) -> Iterator[None]:
+    def noise_from(self, generator: torch.Generator | PositionalNoise | None) -> Iterator[None]:
         """Within the block every random processor draws from `generator` (None: leave them as they
-        are); their own generators are put back after."""
+        are; a PositionalNoise: processor i draws from its stream i); their own generators are put
+        back after."""
         procs = self.random_processors() if generator is not None else []
         saved = [p.generator for p in procs]
         try:
-            for p in procs:
-                p.generator = generator
+            for i, p in enumerate(procs):
+                p.generator = generator.stream(i) if isinstance(generator, PositionalNoise) else generator
             yield
         finally:
             for p, g in zip(reversed(procs), reversed(saved)):
@@ -188,6 +190,45 @@ class ProcessorGroup(nn.Module):
         raise ValueError(f"ProcessorGroup node {name!r} needs n_samples: pass group.run(batch, n_samples=n), "
                          f"give the batch an 'audio' entry, or give the group a frame_rate (got "
                          f"frame_rate={self.frame_rate}, and no 'audio' among {sorted(features)})")
+
+    def stream_lookahead(self) -> int:
+        """Frames of controls past a chunk that `stream` needs to render the chunk (the largest
+        of its processors')."""
+        return max(p.stream_lookahead(self._stream_hop()) for p in self.processors)
+
+    def _stream_hop(self) -> int:
+        if self.hop_size is None:
+            raise ValueError("ProcessorGroup.stream needs the group's frame_rate (ProcessorGroup(frame_rate=...))")
+        return self.hop_size
+
+    def stream(self, controls: Mapping[str, Tensor], n_samples: int, state: dict,
+               generator: torch.Generator | PositionalNoise | None = None) -> Tensor:
+        """The next n_samples of the output, continuing the previous calls (chunked rendering of
+        long signals; real-time blocks).
+
+        controls: the group's external inputs; frame-rate ones [b, n_samples // hop + l, c] hold
+            the chunk's frames, then l = stream_lookahead() frames after it (fewer only where the
+            signal ends); others (an IR, a gain [b, 1]) are passed whole.
+        state: a dict kept by the caller between calls (empty at the start): each node's state
+            (oscillator phase, filter and reverb tails) under its name.
+        generator: as in run; with a PositionalNoise (the same seed) the chunks together equal
+            one `run` over the whole signal, within float rounding.
+        """
+        hop = self._stream_hop()
+        if check_n_samples(n_samples) % hop:
+            raise ValueError(f"ProcessorGroup.stream: n_samples must be a multiple of the hop ({hop}), got {n_samples}")
+        n_frames = n_samples // hop
+        out: dict[str, Tensor] = {}
+        with self.noise_from(generator):
+            for proc, inputs, name in zip(self.processors, self.inputs, self.names):
+                missing = [k for k in inputs if k not in out and k not in controls]
+                if missing:
+                    raise ValueError(f"ProcessorGroup node {name!r} needs {missing}, not among {sorted(controls)}")
+                keep = n_frames + proc.stream_lookahead(hop)
+                args = [out[k] if k in out else controls[k][:, :keep] if controls[k].dim() == 3 else controls[k]
+                        for k in inputs]
+                out[name] = proc.stream(*args, n_samples=n_samples, hop=hop, state=state.setdefault(name, {}))
+        return out[self.output]
 
     def forward(self, features: Mapping[str, Tensor], n_samples: int | None = None) -> Tensor:
         return self.run(features, n_samples=n_samples)[self.output]

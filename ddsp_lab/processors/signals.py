@@ -19,6 +19,9 @@ class Add(Processor):
     def get_signal(self, signal_one: Tensor, signal_two: Tensor) -> Tensor:
         return signal_one + signal_two
 
+    def stream(self, signal_one: Tensor, signal_two: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
+        return self(signal_one, signal_two)
+
 
 class Mix(Processor):
     """The reference's Mix: m = sigmoid(mix_level) upsampled linearly to the signals' length,

@@ -11,17 +11,27 @@ import torch
 from torch import Tensor
 
 from .. import dsp
+from ..dsp.filters import _overlap_add
 from .base import Processor, check_controls, check_n_samples, get_scale_fn
+from .noise import PositionalNoise
 
 
 def _sample_noise(shape: tuple[int, ...], like: Tensor, noise: Tensor | None,
-                  generator: torch.Generator | None) -> Tensor:
-    """Uniform(-1, 1) noise of `shape`, or the injected `noise` (checked), on like's device/dtype."""
+                  generator: torch.Generator | PositionalNoise | None, start: int = 0) -> Tensor:
+    """Uniform(-1, 1) noise of `shape` [batch, n], or the injected `noise` (checked), on like's
+    device/dtype; with a PositionalNoise, the values at positions start .. start + n - 1."""
     if noise is not None:
         if tuple(noise.shape) != tuple(shape) and not (noise.shape[0] == 1 and tuple(noise.shape[1:]) == tuple(shape[1:])):
             raise ValueError(f"noise must be {list(shape)} (or batch 1), got {tuple(noise.shape)}")
         return noise.to(dtype=like.dtype, device=like.device).expand(shape)
+    if isinstance(generator, PositionalNoise):
+        return generator.uniform(shape[0], start, shape[1], like.dtype, like.device)
     return torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device) * 2.0 - 1.0
+
+
+def _with_next_frame(x: Tensor, m: int) -> Tensor:
+    """A chunk's m frames and the one after them (the last held where the signal ends)."""
+    return x[:, :m + 1] if x.shape[1] > m else torch.cat([x[:, :m], x[:, m - 1:m]], dim=1)
 
 
 class Harmonic(Processor):
@@ -78,6 +88,20 @@ class Harmonic(Processor):
                                       n_samples=self.resolve_n_samples(n_samples), sample_rate=self.sample_rate,
                                       amp_resample_method=self.amp_resample_method)
 
+    def stream_lookahead(self, hop: int) -> int:
+        return 1  # the last segment of a chunk interpolates towards the next frame
+
+    def stream(self, amplitudes: Tensor, harmonic_distribution: Tensor, f0_hz: Tensor, n_samples: int,
+               hop: int, state: dict) -> Tensor:
+        """One chunk; state: the fundamental's phase (float64), so chunks continue exactly."""
+        c = self.get_controls(amplitudes, harmonic_distribution, f0_hz)
+        m = n_samples // hop
+        f0, amps = c["f0_hz"], c["amplitudes"] * c["harmonic_distribution"]
+        following = (f0[:, m:m + 1], amps[:, m:m + 1]) if f0.shape[1] > m else None
+        audio, state["phase"] = dsp.harmonic_chunk(f0[:, :m], amps[:, :m], hop, self.sample_rate,
+                                                   self.amp_resample_method, following, state.get("phase"))
+        return audio
+
 
 class FilteredNoise(Processor):
     """Uniform noise through time-varying FIR filters designed from band magnitudes.
@@ -121,6 +145,36 @@ class FilteredNoise(Processor):
         return self.get_signal(**self.get_controls(magnitudes), noise=noise, generator=generator,
                                n_samples=n_samples)
 
+    def stream_lookahead(self, hop: int) -> int:
+        """The filters are linear-phase, compensated to be centred: they look ahead half their
+        length (frequency_impulse_response's size; with n_bands unknown, the window's)."""
+        if self.n_bands:
+            ir_size = 2 * (self.n_bands - 1)
+            if 0 < self.window_size < ir_size:
+                ir_size = self.window_size if self.window_size % 2 else self.window_size - 1
+        elif self.window_size > 0:
+            ir_size = self.window_size
+        else:
+            raise ValueError("FilteredNoise(window_size=0) needs n_bands to render in chunks")
+        return -(-dsp.delay_compensation_samples(ir_size) // hop)
+
+    def stream(self, magnitudes: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
+        """One chunk; state: the blocks filtered so far and their tail (OverlapAdd). Noise for a
+        block is drawn when the block is first filtered (a lookahead frame of the previous chunk),
+        at its sample position for a PositionalNoise."""
+        mags = self.get_controls(magnitudes)["magnitudes"]
+        position, done = state.get("position", 0), state.get("blocks_done", 0)  # samples out, blocks filtered
+        first = position // hop  # the chunk's first frame
+        new = mags[:, done - first:]
+        if new.shape[1]:
+            ir = dsp.frequency_impulse_response(new, self.window_size)
+            white = _sample_noise((new.shape[0], new.shape[1] * hop), new, None, self.generator, start=done * hop)
+            blocks = dsp.block_convolve(white.reshape(new.shape[0], new.shape[1], hop), ir)
+            state.setdefault("tail", dsp.OverlapAdd()).add(_overlap_add(blocks, hop), done * hop)
+            state["blocks_done"], state["delay"] = done + new.shape[1], dsp.delay_compensation_samples(ir.shape[-1])
+        state["position"] = position + n_samples
+        return state["tail"].take(position + state["delay"], n_samples)
+
 
 class Wavetable(Processor):
     """Wavetable oscillator: amplitudes [b, t, 1], wavetables [b, t, n_wavetable] or
@@ -149,6 +203,25 @@ class Wavetable(Processor):
         """Scaled controls -> [b, n_samples]."""
         return dsp.wavetable_synthesis(f0_hz, amplitudes, wavetables, self.resolve_n_samples(n_samples),
                                        self.sample_rate)
+
+    def stream_lookahead(self, hop: int) -> int:
+        return 1
+
+    def stream(self, amplitudes: Tensor, wavetables: Tensor, f0_hz: Tensor, n_samples: int, hop: int,
+               state: dict) -> Tensor:
+        """One chunk; state: the phase (float64). Rendered one frame past the chunk (the
+        envelopes' interpolation towards the next frame), then cut to the chunk."""
+        c = self.get_controls(amplitudes, wavetables, f0_hz)
+        m = n_samples // hop
+        tables = c["wavetables"]
+        tables = _with_next_frame(tables, m) if tables.dim() == 3 and tables.shape[1] > 1 else tables
+        f0 = _with_next_frame(c["f0_hz"], m)
+        audio = dsp.wavetable_synthesis(f0, _with_next_frame(c["amplitudes"], m), tables, (m + 1) * hop,
+                                        self.sample_rate, state.get("phase"))[:, :n_samples]
+        f_env = dsp.resample(f0, (m + 1) * hop)[:, :n_samples]
+        state["phase"] = dsp.end_phase(f_env, self.sample_rate, state.get("phase")[:, None]
+                                       if state.get("phase") is not None else None)[:, 0]
+        return audio
 
 
 class Sinusoidal(Processor):
@@ -186,6 +259,21 @@ class Sinusoidal(Processor):
         amp_env = dsp.resample(amplitudes, n, method=self.amp_resample_method)
         freq_env = dsp.resample(frequencies, n)
         return dsp.oscillator_bank(freq_env, amp_env, self.sample_rate)
+
+    def stream_lookahead(self, hop: int) -> int:
+        return 1
+
+    def stream(self, amplitudes: Tensor, frequencies: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
+        """One chunk; state: each sinusoid's phase (float64). The envelopes are made one frame
+        past the chunk (their interpolation towards the next frame), then cut to the chunk."""
+        c = self.get_controls(amplitudes, frequencies)
+        m = n_samples // hop
+        amp_env = dsp.resample(_with_next_frame(c["amplitudes"], m), (m + 1) * hop,
+                               method=self.amp_resample_method)[:, :n_samples]
+        freq_env = dsp.resample(_with_next_frame(c["frequencies"], m), (m + 1) * hop)[:, :n_samples]
+        audio = dsp.oscillator_bank(freq_env, amp_env, self.sample_rate, initial_phase=state.get("phase"))
+        state["phase"] = dsp.end_phase(freq_env, self.sample_rate, state.get("phase"))
+        return audio
 
 
 class TensorToAudio(Processor):

@@ -1,5 +1,5 @@
-"""The DDSP autoencoder as a LightningModule: preprocess -> encode -> decode -> synth -> losses,
-every part a module built from config."""
+"""The DDSP autoencoder's training: a LightningModule that wraps a `ddsp_lab.models.DDSP` and owns
+only what training needs: losses, the optimiser, the non-finite-step guard, metrics and logging."""
 from __future__ import annotations
 
 import random
@@ -11,25 +11,25 @@ import torch
 from torch import Tensor, nn
 
 from .. import dsp
-from ..features import FeatureSettings
+from ..models.ddsp import DDSP
 from ..processors import ProcessorGroup
+
+_PARTS = ("preprocessor.", "encoder.", "decoder.", "synth.")
 
 
 class DDSPAutoencoder(pl.LightningModule):
     """Args:
-        preprocessor: features -> f0_scaled, ld_scaled, ... (e.g. F0LoudnessPreprocessor).
-        decoder: features -> named synth controls (e.g. RnnFcDecoder).
-        synth: a ProcessorGroup whose output is the synthesized audio.
+        preprocessor, decoder, synth, encoder, sample_rate, frame_rate: the model's parts and
+            rates (see DDSP; `self.model` is the DDSP they make).
         losses: {name: loss module called loss(target_audio, audio)}.
         loss_weights: {name: weight} (default 1 each); the training loss is the weighted sum.
-        encoder: optional (e.g. ZEncoder), between preprocessor and decoder.
         optimizer: a partial optimizer (Hydra `_partial_: true`), given the parameters.
         scheduler: optional partial LR scheduler, stepped every optimisation step.
         max_consecutive_skips: a step whose gradients are not finite (NaN/inf loss or gradient) is
             skipped and counted; this many in a row stops the run with a clear message.
+        f0_metric: validation also reports f0 L1 (cents) from CREPE on target and resynthesis.
         noise_seed: seed of the training steps' noise generator (the synth's random processors),
             plus the rank under DDP; None: torch.initial_seed() (which seed_everything sets).
-    The decoder's outputs are checked against the synth's inputs at construction.
 
     Skipping needs no host synchronisation: parameters and optimizer state are restored on the
     device with torch.where; the counters are read only at logging intervals. Under DDP the
@@ -47,14 +47,15 @@ class DDSPAutoencoder(pl.LightningModule):
                  f0_metric: bool = False, sample_rate: int = 16000, frame_rate: int = 250,
                  noise_seed: int | None = None):
         super().__init__()
-        self.preprocessor, self.encoder, self.decoder, self.synth = preprocessor, encoder, decoder, synth
+        self.model = DDSP(preprocessor, decoder, synth, encoder=encoder, sample_rate=sample_rate,
+                          frame_rate=frame_rate)
         self.losses = nn.ModuleDict(dict(losses))
         if not self.losses:
             raise ValueError("DDSPAutoencoder needs at least one loss")
         self.loss_weights = {k: float((loss_weights or {}).get(k, 1.0)) for k in self.losses}
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.max_consecutive_skips, self.noise_seed = max_consecutive_skips, noise_seed
-        self.f0_metric, self.sample_rate, self.frame_rate = f0_metric, sample_rate, frame_rate
+        self.f0_metric = f0_metric
         self._crepe = None
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("consecutive_skips", torch.zeros((), dtype=torch.long))
@@ -64,29 +65,40 @@ class DDSPAutoencoder(pl.LightningModule):
         self._stopped_for_skips = False
         self._train_noise: torch.Generator | None = None
         self._noise_to_restore: Tensor | None = None
-        self._check_controls()
 
-    def _check_controls(self) -> None:
-        produced = dict(getattr(self.decoder, "output_splits", ()))
-        needed = self.synth.external_inputs()
-        features = {"f0_hz", "loudness_db", "audio", "f0_scaled", "ld_scaled", "z", "f0_confidence"}
-        missing = [k for k in needed if k not in produced and k not in features]
-        wrong = {k: (produced[k], n) for k, n in needed.items() if k in produced and n is not None and produced[k] != n}
-        if missing or wrong:
-            raise ValueError(f"the decoder's outputs {produced} do not fit the synth stack's inputs {needed}: "
-                             f"missing {missing}, size mismatches (decoder, synth) {wrong}")
+    # the model's parts and record, as attributes of the module (callbacks, older code)
+    preprocessor = property(lambda self: self.model.preprocessor)
+    encoder = property(lambda self: self.model.encoder)
+    decoder = property(lambda self: self.model.decoder)
+    synth = property(lambda self: self.model.synth)
+    sample_rate = property(lambda self: self.model.sample_rate)
+    frame_rate = property(lambda self: self.model.frame_rate)
+    hop_size = property(lambda self: self.model.hop_size)
+    dataset_info = property(lambda self: self.model.dataset_info)
+    dataset_statistics = property(lambda self: self.model.dataset_statistics)
+    feature_settings = property(lambda self: self.model.feature_settings)
+
+    @property
+    def config(self) -> dict | None:
+        """The resolved Hydra config of the parts, saved in checkpoints (the model's)."""
+        return self.model.config
+
+    @config.setter
+    def config(self, value: dict | None) -> None:
+        self.model.config = value
+
+    def set_dataset(self, info: dict | None) -> None:
+        self.model.set_dataset(info)
 
     def forward(self, batch: Mapping[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """generator: where the synth's random processors draw noise (None: their own / global)."""
-        features = self.preprocessor(dict(batch))
-        if self.encoder is not None:
-            features = self.encoder(features)
-        controls = self.decoder(features)
-        # Mixed precision: networks may run in bf16/fp16 under autocast; the synth stack (phases,
-        # cumulative sums, FFTs) always runs in float32.
-        controls = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in controls.items()}
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            return self.synth.run(controls, generator=generator, n_samples=self.n_samples_for(features))
+        """The model's pass over a batch; generator: where the synth's random processors draw noise."""
+        return self.model(batch, generator=generator)
+
+    def n_samples_for(self, features: Mapping[str, Tensor]) -> int:
+        return self.model.n_samples_for(features)
+
+    def synthesize(self, f0_hz: Tensor, loudness_db: Tensor, **features: Tensor) -> Tensor:
+        return self.model.synthesize(f0_hz, loudness_db, **features)
 
     def compute_losses(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         audio = outputs[self.synth.output].float()
@@ -166,16 +178,18 @@ class DDSPAutoencoder(pl.LightningModule):
 
     @torch.no_grad()
     def resynthesis_metrics(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Loudness L1 (dB) between target and resynthesis; with f0_metric, f0 L1 in cents between
+        """Loudness L1 (dB) between target and resynthesis (the training data's loudness settings);
+        with f0_metric, f0 L1 in cents between
         CREPE (tiny) on both, over frames where CREPE is confident (> 0.5) on both; with an encoder
         that predicts f0, its f0 L1 in cents against the dataset's f0 where that is confident."""
-        from ..features import CrepeF0, compute_loudness_frames
+        from ..features import LOUDNESS_N_FFT, CrepeF0, compute_loudness_frames
 
         audio = outputs[self.synth.output].float()
         target = batch["audio"][..., : audio.shape[-1]].float()
+        n_fft = self.feature_settings.loudness_n_fft if self.feature_settings is not None else LOUDNESS_N_FFT
         metrics = {"loudness_l1_db": torch.mean(torch.abs(
-            compute_loudness_frames(target, self.sample_rate, self.frame_rate)
-            - compute_loudness_frames(audio, self.sample_rate, self.frame_rate)))}
+            compute_loudness_frames(target, self.sample_rate, self.frame_rate, n_fft)
+            - compute_loudness_frames(audio, self.sample_rate, self.frame_rate, n_fft)))}
         if self.f0_metric:
             if self._crepe is None:
                 self._crepe = CrepeF0("tiny", viterbi=False, device=str(self.device))
@@ -191,19 +205,10 @@ class DDSPAutoencoder(pl.LightningModule):
             metrics["f0_encoder_l1_cents"] = _cents_l1(f0_pred, f0_data, confident)
         return metrics
 
-    config: dict | None = None  # the resolved Hydra config of its parts, saved in checkpoints
-    # the training data, saved in checkpoints (from the trainer's datamodule) and set by ddsp_lab.load;
-    # None for a model not trained on a prepared dataset, or loaded from an older checkpoint
-    dataset_info: dict | None = None  # name, source, path, content_hash, statistics, feature_settings
-    dataset_statistics: dict | None = None  # prepare's statistics (quantiles of loudness and f0, ...)
-    feature_settings: FeatureSettings | None = None  # how its training features were computed
-
-    def set_dataset(self, info: dict | None) -> None:
-        """Attach the record of the training data (a DDSPDataModule.dataset_card(), or None)."""
-        self.dataset_info = info
-        self.dataset_statistics = (info or {}).get("statistics")
-        settings = (info or {}).get("feature_settings")
-        self.feature_settings = FeatureSettings.from_dict(settings) if settings is not None else None
+    def on_fit_start(self) -> None:
+        card = getattr(getattr(self._trainer, "datamodule", None), "dataset_card", None)
+        if callable(card):  # validation metrics use the training data's feature settings
+            self.set_dataset(card())
 
     def _dataset_card(self) -> dict | None:
         """The training data's record: from the trainer's datamodule when it has one, else the
@@ -232,6 +237,8 @@ class DDSPAutoencoder(pl.LightningModule):
         checkpoint["rng_states"] = _gather_from_ranks(states)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints written before the DDSP module held the parts: preprocessor.* -> model.preprocessor.*
+        checkpoint["state_dict"] = upgrade_state_dict(checkpoint.get("state_dict", {}))
         self.set_dataset(checkpoint.get("ddsp_lab_dataset"))
         per_rank = checkpoint.get("rng_states")
         if isinstance(per_rank, list) and per_rank:  # this rank's (a run resumed on fewer/more ranks wraps)
@@ -246,30 +253,6 @@ class DDSPAutoencoder(pl.LightningModule):
         noise, state = self.training_noise(), (states or {}).get("training_noise")
         if state is not None and state.numel() == noise.get_state().numel():  # not if saved on another device type
             noise.set_state(state)
-
-    @torch.no_grad()
-    def synthesize(self, f0_hz: Tensor, loudness_db: Tensor, **features: Tensor) -> Tensor:
-        """Audio [batch, n_frames * hop] from f0 [batch, n_frames(, 1)] and loudness curves (dB) of any
-        length, e.g. for pitch / loudness control; extra features pass through to the encoder and
-        the decoder (e.g. `audio` for a z encoder, or `z` itself for a model without one)."""
-        batch = {"f0_hz": f0_hz if f0_hz.dim() == 3 else f0_hz[..., None],
-                 "loudness_db": loudness_db if loudness_db.dim() == 3 else loudness_db[..., None], **features}
-        features_ = self.preprocessor(batch)
-        if self.encoder is not None:
-            features_ = self.encoder(features_)
-        return self.synth.run(self.decoder(features_), n_samples=self.n_samples_for(features_))[self.synth.output]
-
-    @property
-    def hop_size(self) -> int:
-        """Audio samples per control frame (sample_rate / frame_rate)."""
-        return self.sample_rate // self.frame_rate
-
-    def n_samples_for(self, features: Mapping[str, Tensor]) -> int:
-        """The length of the audio to render: the target audio's where there is one (training), else
-        n_frames x hop from the f0 curve (any length)."""
-        if "audio" in features and torch.is_tensor(features["audio"]):
-            return int(features["audio"].shape[-1])
-        return int(features["f0_hz"].shape[1]) * self.hop_size
 
     def configure_optimizers(self):
         opt = (self.optimizer_fn or (lambda p: torch.optim.Adam(p, lr=3e-4)))(self.parameters())
@@ -323,3 +306,9 @@ def _set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def upgrade_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A state dict of a checkpoint written before the parts moved into `model` (DDSP), with its
+    keys moved there (preprocessor.* -> model.preprocessor.*); newer ones come back as they are."""
+    return {f"model.{k}" if k.startswith(_PARTS) else k: v for k, v in state_dict.items()}

@@ -1,15 +1,45 @@
-"""Training glue: a Trainer from config with checkpoints in the run directory, and resume."""
+"""Training from a composed config: the model, a Trainer with checkpoints in the run directory,
+resume, and `train(cfg)`, what `ddsp-lab train` runs."""
 from __future__ import annotations
 
 import sys
-import time
-from datetime import timedelta
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+
+from .._resolvers import plain
+from .callbacks import PlainProgress
+
+
+def model_config(cfg) -> dict:
+    """What a checkpoint carries to rebuild its model alone: the model section (sample and frame
+    rate, loss weights, ...) and its parts, resolved to plain values."""
+    parts = {k: plain(cfg[k]) for k in ("preprocessor", "encoder", "decoder", "synth", "loss")}
+    return {**parts, "model": plain(cfg.model), "sample_rate": int(cfg.sample_rate),
+            "frame_rate": int(cfg.frame_rate)}
+
+
+def train(cfg, validate_first: bool = False):
+    """Train the model of a composed train config (`ddsp-lab train`): seed, run directory with its
+    resolved config.yaml, data, model, logger, callbacks, fit. Returns (final logged metrics,
+    validation metrics before training or None)."""
+    pl.seed_everything(int(cfg.seed), workers=True)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    datamodule = hydra.utils.instantiate(cfg.data.datamodule)
+    model = build_model(cfg)
+    model.config = model_config(cfg)
+    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    if logger:  # the resolved config and the model's size, on the dashboard
+        n_params = sum(p.numel() for p in model.parameters())
+        n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.log_hyperparams({**plain(cfg), "n_parameters": n_params, "n_trainable_parameters": n_trainable})
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    return fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first)
 
 
 def build_model(cfg, **overrides) -> pl.LightningModule:
@@ -33,55 +63,6 @@ def resolve_resume(resume, run_dir: Path) -> str | None:
     if not path.exists():
         raise FileNotFoundError(f"resume: no checkpoint at {path}")
     return str(path)
-
-
-class PlainProgress(pl.Callback):
-    """Progress as one plain line per log interval, for output that is not a terminal (CI, SLURM
-    logs, `| tee`), where a redrawn bar grows into megabytes:
-    `step 100/30000  train/total 4.2113  train/spectral 4.2113  12.3 steps/s  ETA 0:40:28`,
-    and one line per validation. Rank 0 prints; metrics are read only then (a host sync)."""
-
-    def __init__(self, every_n_steps: int = 50):
-        self.every_n_steps = max(1, int(every_n_steps))
-        self._last: tuple[int, float] | None = None   # (step, training seconds) at the last line
-        self._start: tuple[int, float] | None = None  # the same at train start
-        self._clock, self._paused, self._val_started = time.monotonic, 0.0, None
-
-    def _train_seconds(self) -> float:
-        """Seconds spent training since the epoch of the clock, validation excluded."""
-        return self._clock() - self._paused
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = self._last = (trainer.global_step, self._train_seconds())
-
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._val_started = self._clock()
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
-        step, now = trainer.global_step, self._train_seconds()
-        last_step, last_time = self._last or (step, now)
-        if not trainer.is_global_zero or step == last_step or (step % self.every_n_steps and step != trainer.max_steps):
-            return
-        # rates over training time only (validation paused the clock): this interval's for the line,
-        # the run's so far for the ETA, so a validation neither dips the rate nor inflates the ETA
-        rate = (step - last_step) / max(now - last_time, 1e-9)
-        first_step, first_time = self._start or (last_step, last_time)
-        mean_rate = (step - first_step) / max(now - first_time, 1e-9)
-        self._last = (step, now)
-        line = f"step {step}/{trainer.max_steps}" if trainer.max_steps > 0 else f"step {step}"
-        line += "".join(f"  {k} {float(v):.4f}" for k, v in trainer.callback_metrics.items() if k.startswith("train/"))
-        line += f"  {rate:.2f} steps/s"
-        if trainer.max_steps > 0:
-            line += f"  ETA {timedelta(seconds=round((trainer.max_steps - step) / max(mean_rate, 1e-9)))}"
-        print(line, flush=True)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._val_started is not None:
-            self._paused += self._clock() - self._val_started
-            self._val_started = None
-        if trainer.is_global_zero and not trainer.sanity_checking:
-            print(f"validation at step {trainer.global_step}" + "".join(
-                f"  {k} {float(v):.4f}" for k, v in trainer.callback_metrics.items() if k.startswith("val/")), flush=True)
 
 
 def _interactive() -> bool:
