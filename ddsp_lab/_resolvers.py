@@ -10,6 +10,18 @@ def _eval(expr: str):
     return eval(expr, {"__builtins__": {"int": int}})  # noqa: S307 - the configs' own expressions
 
 
+def _parent(path: str, levels: int = 1) -> str:
+    """${parent:<path>,2}: the path's ancestor `levels` up (a checkpoint's run directory)."""
+    from pathlib import Path
+
+    return str(Path(str(path)).parents[int(levels) - 1])
+
+
+def _tags(override_dirname: str | None) -> list[str]:
+    """${tags:seed=1,synth=harmonic} -> ['seed=1', 'synth=harmonic'] (a sweep run's W&B tags)."""
+    return [t for t in str(override_dirname or "").split(",") if t]
+
+
 def plain(cfg):
     """A config node as plain Python (dicts, lists, scalars), resolved: what leaves Hydra for the
     library (JSON files, constructors, loggers, checkpoints), never an OmegaConf container."""
@@ -19,6 +31,10 @@ def plain(cfg):
 def register() -> None:
     if not OmegaConf.has_resolver("eval"):
         OmegaConf.register_new_resolver("eval", _eval)
+    if not OmegaConf.has_resolver("tags"):
+        OmegaConf.register_new_resolver("tags", _tags)
+    if not OmegaConf.has_resolver("parent"):
+        OmegaConf.register_new_resolver("parent", _parent)
 
 
 register()

@@ -1,7 +1,6 @@
 """Command line: `ddsp-lab <command> [hydra overrides]`.
 
-Commands (Hydra entry points over conf/): demo (render every synth and effect). Later issues add
-prepare, train, eval, transfer.
+Commands (Hydra entry points over conf/<command>.yaml): see COMMANDS.
 """
 from __future__ import annotations
 
@@ -18,6 +17,9 @@ COMMANDS = {
     "prepare": "Prepare training examples (CREPE f0, loudness) from source=demo|folder|nsynth|hub into out=DIR.",
     "inspect": "Print a prepared dataset's statistics and plot its f0 / loudness distributions (path=DIR).",
     "train": "Train a DDSP autoencoder (experiment=NAME, data=..., trainer=..., logger=csv|wandb).",
+    "eval": "Score a checkpoint on a prepared split with the paper's metrics and bootstrap intervals (checkpoint=CKPT).",
+    "table": "Turn a finished sweep folder into the paper's table (table.md|csv|tex + table.png): table DIR [format=...].",
+    "sizes": "The paper's Table 1: every experiment's parameter count, by part, next to the paper's figures.",
     "quickstart": "Prepare the demo corpus and train a small model on it for a few minutes (the main job).",
 }
 
@@ -82,12 +84,40 @@ def _inspect(cfg) -> None:
     print(inspect_prepared(cfg.path, cfg.png))
 
 
-def _train(cfg) -> None:
+def _train(cfg) -> float | None:
+    """Returns the best validation score (checkpoint.monitor): what Hydra's sweepers (Optuna) optimise."""
     from .training import train
 
     metrics, _ = train(cfg)
     print(f"ddsp-lab train: run directory {Path(cfg.run_dir).resolve()}\n  " +
           "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return metrics.get("best_score")
+
+
+def _eval(cfg) -> dict:
+    from .eval import run_eval
+
+    return run_eval(cfg)
+
+
+def _table(cfg) -> None:
+    from .eval.table import make_table, metric_notes
+
+    made = make_table(cfg.sweep_dir, cfg.format, cfg.split)
+    print(f"ddsp-lab table: {cfg.sweep_dir} (varied: {', '.join(made['varied']) or 'nothing'})\n")
+    print(made["text"])
+    print(f"intervals: one seed: the 95 % bootstrap interval over examples; several seeds: mean +- their std")
+    print(metric_notes())
+    if made["unfinished"]:
+        print("runs not in the table (unfinished or failed):\n  " + "\n  ".join(made["unfinished"]))
+    print(f"\nwrote {made['path']}" + (f" and {made['png']}" if made["png"] else ""))
+
+
+def _sizes(cfg) -> None:
+    from .eval.table import format_sizes, model_sizes
+
+    print("ddsp-lab sizes: parameters of each experiment's model (as `ddsp-lab train experiment=<name>` builds it)\n")
+    print(format_sizes(model_sizes(list(cfg.experiments) if cfg.experiments else None)))
 
 
 def _quickstart(cfg) -> None:
@@ -130,6 +160,22 @@ def _refuse_train_keys(overrides: list[str]) -> None:
                          f"what train reads. Did you mean: {hint}")
 
 
+PATH_KEYS = ("checkpoint", "data.path", "out", "sweep_dir", "path", "run_dir", "source.root", "resume")
+
+
+def _quote_paths(overrides: list[str]) -> list[str]:
+    """Paths as values, quoted for Hydra's override grammar where they hold its special characters
+    (a sweep's run directory is named `3_decoder=mlp,seed=1`): `checkpoint=<that>/checkpoints/best.ckpt`
+    then works as typed."""
+    out = []
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if sep and key.lstrip("+~") in PATH_KEYS and value[:1] not in ("'", '"') and any(c in value for c in "=,[]{}()' \""):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        out.append(f"{key}{sep}{value}")
+    return out
+
+
 def _usage() -> str:
     lines = ["usage: ddsp-lab <command> [key=value ...]  (Hydra overrides)", "", "commands:"]
     lines += [f"  {name:10s} {doc}" for name, doc in COMMANDS.items()]
@@ -154,11 +200,15 @@ def main(argv: list[str] | None = None) -> None:
         command, overrides = argv[0], argv[1:]
     if command == "inspect" and overrides and "=" not in overrides[0]:
         overrides[0] = f"path={overrides[0]}"  # `ddsp-lab inspect <prepared dir>`
+    if command == "table" and overrides and "=" not in overrides[0]:
+        overrides[0] = f"sweep_dir={overrides[0]}"  # `ddsp-lab table <sweep dir>`
     if command not in COMMANDS:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
     if command == "prepare":
         _refuse_train_keys(overrides)
-    task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train,
+    if not {"-m", "--multirun"} & set(overrides):  # a sweep may list paths: leave its commas alone
+        overrides = _quote_paths(overrides)
+    task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train, "eval": _eval, "table": _table, "sizes": _sizes,
             "quickstart": _quickstart}[command]
     os.environ["DDSP_LAB_COMMAND"] = command
     sys.argv = [sys.argv[0], *overrides]

@@ -228,7 +228,7 @@ def test_sweep_on_the_local_submitit_launcher(demo_1s, tmp_path):
     ddsp_lab("train", "-m", "hydra/launcher=local", "experiment=tiny", f"data.path={demo_1s}", "logger=csv",
              "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", "trainer.enable_progress_bar=false",
              *QUICK_TRAIN, cwd=tmp_path)
-    for job in ("0", "1"):
+    for job in ("0_seed=0", "1_seed=1"):  # runs are named by what they vary
         assert (tmp_path / "sweep" / job / "checkpoints" / "last.ckpt").exists(), sorted(
             str(p) for p in (tmp_path / "sweep").rglob("*"))[:40]
 

@@ -24,8 +24,10 @@ def model_config(cfg) -> dict:
 
 def train(cfg, validate_first: bool = False):
     """Train the model of a composed train config (`ddsp-lab train`): seed, run directory with its
-    resolved config.yaml, data, model, logger, callbacks, fit. Returns (final logged metrics,
-    validation metrics before training or None)."""
+    resolved config.yaml, data, model, logger, callbacks, fit; then (evaluate.after_training) the
+    paper's metrics on the test split with the best checkpoint. <run_dir>/run_info.json says
+    how far the run got (running / finished / evaluated), its size and its best validation.
+    Returns (final logged metrics, validation metrics before training or None)."""
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -33,13 +35,75 @@ def train(cfg, validate_first: bool = False):
     datamodule = hydra.utils.instantiate(cfg.data.datamodule)
     model = build_model(cfg)
     model.config = model_config(cfg)
+    n_params = sum(p.numel() for p in model.model.parameters())
+    info = RunInfo(run_dir, {"status": "running", "n_parameters": n_params, "max_steps": cfg.trainer.get("max_steps")})
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
     if logger:  # the resolved config and the model's size, on the dashboard
-        n_params = sum(p.numel() for p in model.parameters())
         n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.log_hyperparams({**plain(cfg), "n_parameters": n_params, "n_trainable_parameters": n_trainable})
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    return fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first)
+    monitor = (cfg.get("checkpoint") or {}).get("monitor")
+    checkpoint = checkpoints(run_dir, monitor, (cfg.get("checkpoint") or {}).get("mode", "min"))
+    metrics, initial = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first,
+                           checkpoint)
+    best = checkpoint.best_model_score
+    info.update(status="finished", steps=int(model.global_step), monitor=monitor,
+                best_score=float(best) if best is not None else None,
+                best_checkpoint=checkpoint.best_model_path or None,
+                final_metrics=metrics)
+    evaluation = cfg.get("evaluate") or {}
+    if evaluation.get("after_training") and model.global_rank == 0:
+        summary = evaluate_run(run_dir, checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt"),
+                               evaluation, logger, int(model.global_step))
+        info.update(status="evaluated", eval_summary=str(run_dir / "eval" / evaluation.get("split", "test") /
+                                                         "summary.json"), eval_counts=summary.get("counts"))
+    if best is not None:
+        metrics["best_score"] = float(best)
+    return metrics, initial
+
+
+def evaluate_run(run_dir: Path, checkpoint: str, evaluation, logger=None, step: int | None = None) -> dict:
+    """The paper's metrics of a finished run (its `evaluate` settings) into <run_dir>/eval/<split>/,
+    logged to the run's logger under eval/."""
+    from ..eval import evaluate, flat_metrics, format_summary, write_results
+    from ..models import load
+
+    split = evaluation.get("split", "test")
+    model = load(checkpoint)
+    result = evaluate(model, model.dataset_info["path"], split=split, limit=evaluation.get("limit"),
+                      batch_size=int(evaluation.get("batch_size", 8)), crepe_model=evaluation.get("crepe_model", "full"),
+                      viterbi=bool(evaluation.get("viterbi", True)), seed=int(evaluation.get("seed", 0)),
+                      progress=False)
+    write_results(result, run_dir / "eval" / split)
+    if logger:
+        logger.log_metrics(flat_metrics(result["summary"]), step=step)
+        logger.save()
+        logger.finalize("success")
+    print(format_summary(result["summary"], f"evaluation of {checkpoint} on the {split} split"), flush=True)
+    return result["summary"]
+
+
+class RunInfo:
+    """<run_dir>/run_info.json, rewritten at each update: what `ddsp-lab table` reads to list a run
+    (a run killed before the end stays 'running')."""
+
+    def __init__(self, run_dir: Path, values: dict):
+        self.path, self.values = Path(run_dir) / "run_info.json", {}
+        self.update(**values)
+
+    def update(self, **values) -> None:
+        import json
+
+        self.values.update(values)
+        if _is_global_zero():
+            self.path.write_text(json.dumps(self.values, indent=2, default=str))
+
+
+def _is_global_zero() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0 and \
+        int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
 
 
 def build_model(cfg, **overrides) -> pl.LightningModule:
@@ -69,11 +133,22 @@ def _interactive() -> bool:
     return bool(getattr(sys.stdout, "isatty", lambda: False)())
 
 
+def checkpoints(run_dir: Path, monitor: str | None = None, mode: str = "min") -> ModelCheckpoint:
+    """<run_dir>/checkpoints/last.ckpt at every validation (and the end), and with a monitor
+    (e.g. val/total) best.ckpt: the checkpoint of the best validation so far."""
+    if monitor is None:
+        return ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=None)
+    return ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=None,
+                           monitor=monitor, mode=mode, save_top_k=1, filename="best", auto_insert_metric_name=False)
+
+
 def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg, logger, run_dir: Path,
-        resume=False, callbacks: list | None = None, validate_first: bool = False):
+        resume=False, callbacks: list | None = None, validate_first: bool = False,
+        checkpoint: ModelCheckpoint | None = None):
     """Fits; returns (final logged metrics, validation metrics before training or None). The
-    progress bar shows when stdout is a terminal; otherwise PlainProgress prints plain lines."""
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=None)
+    progress bar shows when stdout is a terminal; otherwise PlainProgress prints plain lines.
+    checkpoint: the ModelCheckpoint (default `checkpoints(run_dir)`: last.ckpt only)."""
+    checkpoint = checkpoint or checkpoints(run_dir)
     trainer_cfg = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(trainer_cfg) else dict(trainer_cfg)
     # The bar reads its metrics from the device (a host sync) at each refresh: on GPUs, refresh
     # only every few steps (trainer.progress_bar_refresh_steps) to keep the step free of syncs.
