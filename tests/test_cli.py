@@ -171,18 +171,6 @@ def test_prepare_hub_from_a_local_dataset(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- train
-def test_train_tiny_as_in_the_readme(demo_1s, tmp_path):
-    """README: `ddsp-lab train experiment=tiny data.path=data/prepared/demo` (steps shortened)."""
-    cwd = demo_1s.parent.parent.parent
-    out = ddsp_lab("train", "experiment=tiny", "data.path=data/prepared/demo", f"run_dir={tmp_path / 'run'}",
-                   *QUICK_TRAIN, cwd=cwd)
-    assert "val/spectral" in out.stdout and str(tmp_path / "run") in out.stdout
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
-    config = (tmp_path / "run" / "config.yaml").read_text()
-    assert "path: data/prepared/demo" in config and "???" not in config
-    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-
-
 PAPER_RUNS = {  # README's training commands (GPU trainers swapped for the CPU one, sizes shrunk)
     "solo_violin": ["experiment=solo_violin", "data=folder"],
     "nsynth_supervised": ["experiment=nsynth_supervised"],
@@ -200,6 +188,12 @@ def test_paper_experiments_train_on_prepared_data(name, demo_4s, tmp_path):
                    *QUICK_TRAIN, cwd=tmp_path)
     assert "val/total" in out.stdout, out.stdout
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    if name == "nsynth_unsupervised":  # f0 from the ResNet, the CREPE loss as its own term, the encoder's f0 metric
+        import torch
+
+        assert "train/crepe" in out.stdout and "val/f0_encoder_l1_cents" in out.stdout
+        state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        assert not any("crepe" in k for k in state)  # the frozen CREPE weights are not saved
 
 
 def test_solo_48k_trains_on_data_prepared_at_48k(tmp_path):
@@ -332,5 +326,8 @@ def test_readme_prepare_train_resume_as_typed(tmp_path):
     import torch
 
     assert torch.load(ckpt, weights_only=False)["global_step"] == 200
+    config = (tmp_path / "runs" / "my_run" / "config.yaml").read_text()
+    assert "path: data/prepared/demo" in config and "???" not in config
+    assert list((tmp_path / "runs" / "my_run" / "wandb").glob("offline-run-*"))
     again = ddsp_lab("train", "experiment=tiny", "run_dir=runs/my_run", "resume=true", "trainer.max_steps=210", cwd=tmp_path)
     assert torch.load(ckpt, weights_only=False)["global_step"] == 210, again.stdout[-2000:]

@@ -178,20 +178,6 @@ def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tm
         run([True] * 6, 6)
 
 
-def test_multirun_sweep_over_two_values_runs_both(demo_data, tmp_path):
-    out = subprocess.run([str(CLI), "train", "-m", "experiment=tiny", "logger=csv",
-                          f"data.path={demo_data}", "trainer.max_steps=2", "trainer.val_check_interval=2",
-                          "trainer.enable_progress_bar=false", "model.optimizer.lr=0.001,0.003",
-                          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    for job in ("0", "1"):
-        run = tmp_path / "sweep" / job
-        assert (run / "checkpoints" / "last.ckpt").exists(), list((tmp_path / "sweep").rglob("*"))[:20]
-    lrs = sorted((tmp_path / "sweep" / j / "config.yaml").read_text().split("lr: ")[1].split()[0] for j in "01")
-    assert lrs == ["0.001", "0.003"]
-
-
 def test_load_synthesize_and_export_match_the_eager_model(demo_data, tmp_path):
     import ddsp_lab
     from ddsp_lab.models import DDSP, export
@@ -239,13 +225,13 @@ def test_validation_metrics_and_mixed_precision_keep_the_synth_in_float32(demo_d
 def test_fp16_mixed_precision_trains_with_the_grad_scaler(demo_data, tmp_path):
     """trainer.precision=16-mixed: Lightning's GradScaler; steps it finds overflowing are skipped by
     the scaler and counted by the model's guard, and training still lowers the loss."""
-    out = _train([f"data.path={demo_data}", f"run_dir={tmp_path / 'r'}", "trainer.max_steps=20",
-                  "trainer.val_check_interval=20", "trainer.precision=16-mixed", "trainer.log_every_n_steps=1",
+    out = _train([f"data.path={demo_data}", f"run_dir={tmp_path / 'r'}", "trainer.max_steps=12",
+                  "trainer.val_check_interval=12", "trainer.precision=16-mixed", "trainer.log_every_n_steps=1",
                   "model.f0_metric=false"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     losses = _train_losses(tmp_path / "r")
-    assert len(losses) == 20 and all(v == v for v in losses.values())
-    assert min(losses[k] for k in range(15, 20)) < losses[0]
+    assert len(losses) == 12 and all(v == v for v in losses.values())
+    assert min(losses[k] for k in range(8, 12)) < losses[0]
 
 
 def test_two_process_ddp_on_cpu_completes_its_checkpoint_loads_and_resumes_exactly(demo_data, tmp_path):
@@ -295,24 +281,6 @@ def test_the_readme_main_job_drives_the_validation_loss_down_by_60_percent(tmp_p
     run = tmp_path / "qs" / "run"
     assert list((run / "media").rglob("*_resynthesis.wav")) and list((run / "wandb").glob("offline-run-*"))
     assert str(run) in out.stdout
-
-
-def test_unsupervised_model_trains_end_to_end_with_the_crepe_loss(demo_data, tmp_path):
-    """nsynth_unsupervised, shrunk for CPU: f0 from the ResNet encoder, the CREPE perceptual loss
-    logged as its own term, the encoder's f0 error against the dataset's as a validation metric."""
-    run = tmp_path / "u"
-    out = subprocess.run([str(CLI), "train", "experiment=nsynth_unsupervised", "data=demo",
-                          f"data.path={demo_data}", f"run_dir={run}", "example_seconds=1.0", "decoder=rnn_fc_tiny",
-                          "encoder.encoders.z.rnn_channels=16", "encoder.encoders.f0.channels=[8,16]",
-                          "encoder.encoders.f0.blocks=[1,1]", "trainer.max_steps=3", "trainer.val_check_interval=3",
-                          "logger=csv", "model.f0_metric=false", "data.datamodule.batch_size=2",
-                          "data.datamodule.num_workers=0", "trainer.enable_progress_bar=false",
-                          "callbacks.media.every_n_steps=3"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "train/crepe" in out.stdout and "val/f0_encoder_l1_cents" in out.stdout
-    assert list((run / "media" / "step-0000003").glob("example0.png"))
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert not any("crepe" in k for k in ckpt["state_dict"])  # the frozen CREPE weights are not saved
 
 
 def test_resume_modes(tmp_path):

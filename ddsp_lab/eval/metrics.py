@@ -79,15 +79,17 @@ def paper_loudness(audio: Tensor, sample_rate: int = 16000, n_fft: int = 2048, h
     audio [batch, n_samples] -> [batch, n_samples // hop + 1]."""
     if audio.dim() != 2:
         raise ValueError(f"audio must be [batch, n_samples], got {tuple(audio.shape)}")
-    x = audio.to(torch.float64)
+    x = audio.float()  # a metric: float32 is ample (the 1e-15 floor is far above float32's range end)
     if x.shape[-1] <= n_fft // 2:
         x = torch.nn.functional.pad(x, (0, n_fft // 2 + 1 - x.shape[-1]))
     spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft, dtype=x.dtype, device=x.device),
                       center=True, pad_mode="reflect", return_complex=True)
-    power_db = 10.0 * torch.log10(spec.abs().pow(2).clamp(min=1e-15))
-    power_db = torch.maximum(power_db, power_db.amax(dim=(-2, -1), keepdim=True) - 200.0)
-    freqs = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=x.dtype, device=x.device)
-    weighted_db = power_db + dsp.a_weighting_db(freqs).to(x.device)[:, None]
-    amplitude = 10.0 ** (weighted_db / 20.0)
+    # power_to_db(|X|^2, amin 1e-15, top_db 200) + A(f), back to amplitude: the same as flooring the
+    # power at max(1e-15, 1e-20 x its maximum) and weighting the magnitude by 10^(A / 20)
+    power = spec.real.square() + spec.imag.square()
+    power = torch.maximum(power.clamp(min=1e-15), power.amax(dim=(-2, -1), keepdim=True) * 1e-20)
+    freqs = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64, device=x.device)
+    gain = (10.0 ** (dsp.a_weighting_db(freqs).to(x.device) / 20.0)).to(x.dtype)
+    amplitude = power.sqrt() * gain[:, None]
     loudness = torch.log(amplitude.mean(dim=-2) + 1e-4)  # [batch, frames]
     return ((loudness - PAPER_LOUDNESS_MEAN) / PAPER_LOUDNESS_STD).to(audio.dtype)
