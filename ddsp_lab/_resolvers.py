@@ -17,9 +17,14 @@ def _parent(path: str, levels: int = 1) -> str:
     return str(Path(str(path)).parents[int(levels) - 1])
 
 
-def _tags(override_dirname: str | None) -> list[str]:
+def _tags(override_dirname: str | None):
     """${tags:seed=1,synth=harmonic} -> ['seed=1', 'synth=harmonic'] (a sweep run's W&B tags)."""
-    return [t for t in str(override_dirname or "").split(",") if t]
+    return OmegaConf.create([t for t in str(override_dirname or "").split(",") if t])
+
+
+def _suffix(prefix: str, value) -> str:
+    """${suffix:-swap_,${swap}}: '' for a null value, else prefix + value (a folder name's tail)."""
+    return "" if value is None or str(value) in ("", "None", "null") else f"{prefix}{value}"
 
 
 def plain(cfg):
@@ -31,6 +36,8 @@ def plain(cfg):
 def register() -> None:
     if not OmegaConf.has_resolver("eval"):
         OmegaConf.register_new_resolver("eval", _eval)
+    if not OmegaConf.has_resolver("suffix"):
+        OmegaConf.register_new_resolver("suffix", _suffix)
     if not OmegaConf.has_resolver("tags"):
         OmegaConf.register_new_resolver("tags", _tags)
     if not OmegaConf.has_resolver("parent"):

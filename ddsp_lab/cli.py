@@ -176,6 +176,22 @@ def _quote_paths(overrides: list[str]) -> list[str]:
     return out
 
 
+def _argv_of_this_job() -> None:
+    """In a -m sweep, sys.argv becomes this job's own overrides (no -m, no sweep lists) and
+    hydra.run.dir this job's directory: Lightning's DDP launcher re-runs sys.argv for ranks 1..n with
+    hydra.run.dir=<hydra.run.dir>, so they join this run in its own sweep directory instead of
+    starting the whole sweep again or writing elsewhere."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+        with read_write(hydra_cfg.run):  # Lightning passes hydra.run.dir to the ranks: make it this job's
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
 def _usage() -> str:
     lines = ["usage: ddsp-lab <command> [key=value ...]  (Hydra overrides)", "", "commands:"]
     lines += [f"  {name:10s} {doc}" for name, doc in COMMANDS.items()]
@@ -214,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [sys.argv[0], *overrides]
 
     def checked(cfg) -> None:
+        _argv_of_this_job()
         missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
         if missing:
             raise SystemExit(f"ddsp-lab {command}: missing mandatory value(s) {', '.join(missing)}: set "

@@ -222,7 +222,7 @@ def test_sweep_on_the_local_submitit_launcher(demo_1s, tmp_path):
     ddsp_lab("train", "-m", "hydra/launcher=local", "experiment=tiny", f"data.path={demo_1s}", "logger=csv",
              "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", "trainer.enable_progress_bar=false",
              *QUICK_TRAIN, cwd=tmp_path)
-    for job in ("0_seed=0", "1_seed=1"):  # runs are named by what they vary
+    for job in ("0_experiment=tiny,seed=0", "1_experiment=tiny,seed=1"):  # named by what they set, not the shared keys
         assert (tmp_path / "sweep" / job / "checkpoints" / "last.ckpt").exists(), sorted(
             str(p) for p in (tmp_path / "sweep").rglob("*"))[:40]
 
@@ -290,6 +290,10 @@ def test_a_wheel_carries_its_configs(tmp_path):
 # ------------------------------------------------------------------- the README's Python snippets
 def _python_blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+
+
+def test_the_readme_has_python_snippets_to_run():
+    assert _python_blocks(REPO / "README.md"), "README.md lost its ```python examples"
 
 
 @pytest.mark.parametrize("code", _python_blocks(REPO / "README.md"), ids=lambda c: c.splitlines()[0][:40])

@@ -142,3 +142,20 @@ def test_every_shipped_sweep_composes_and_builds_every_job(sweep, tmp_path):
             assert cfg.evaluate.after_training and cfg.sweep_name == sweep
             assert "???" not in OmegaConf.to_yaml(cfg)
             assert sum(p.numel() for p in build_model(cfg).parameters()) > 0
+
+
+def test_the_interpolation_experiment_takes_a_feature_from_another_example(toy_sweep, tmp_path):
+    """`ddsp-lab eval ... swap=loudness`: each example rendered with the next one's loudness, scored
+    against that loudness; a feature the model does not take is refused."""
+    ckpt = toy_sweep / "sweep" / "2_decoder=mlp,experiment=tiny,seed=0" / "checkpoints" / "best.ckpt"
+    ddsp_lab("eval", f"checkpoint={ckpt}", "split=train", "limit=4", "batch_size=4", "swap=loudness",
+             "crepe_model=tiny", cwd=tmp_path)
+    out_dir = ckpt.parent.parent / "eval" / "train-swap_loudness"
+    rows = list(csv.DictReader((out_dir / "examples.csv").open()))
+    assert len(rows) == 4 and all(r["loudness_from"] != r["example_id"] for r in rows)
+    assert json.loads((out_dir / "summary.json").read_text())["settings"]["swap"] == "loudness"
+    from ddsp_lab.eval import evaluate
+    from ddsp_lab.models import load
+
+    with pytest.raises(ValueError, match="swap=z: this model's decoder takes no z"):
+        evaluate(load(ckpt), toy_sweep / "demo", swap="z")

@@ -40,8 +40,14 @@ def _batches(n: int, lengths: list[int], batch_size: int) -> list[list[int]]:
 
 def evaluate(model: DDSP, data_path: str | Path, split: str = "test", limit: int | None = None,
              batch_size: int = 8, crepe_model: str = "full", viterbi: bool = True, device: str | None = None,
-             seed: int = 0, n_resamples: int = 2000, progress: bool = True) -> dict:
+             seed: int = 0, n_resamples: int = 2000, progress: bool = True, swap: str | None = None) -> dict:
     """Scores of `model` on the `split` of a prepared dataset.
+
+    swap: the interpolation experiment: each example is resynthesised with its f0 ('f0'), its
+    loudness ('loudness') or its z ('z') taken from another example of the same length (the next in
+    its batch), and scored against the example each feature came from: f0 metrics against the f0's
+    source, loudness L1 against the loudness's, the spectral distance against the example itself.
+    A model that does not take that feature as input is refused.
 
     Every example is resynthesised whole from its own features (a z encoder reads its audio),
     with noise seeded by `seed` (PositionalNoise: the same scores whatever the batching). The
@@ -55,6 +61,8 @@ def evaluate(model: DDSP, data_path: str | Path, split: str = "test", limit: int
     """
     from ..data import DDSPDataModule, load_prepared
     from ..data.datamodule import PreparedExamples
+
+    _check_swap(model, swap)
 
     data = DDSPDataModule(str(data_path), sample_rate=model.sample_rate, frame_rate=model.frame_rate)
     ds = load_prepared(data.path, split)
@@ -75,28 +83,35 @@ def evaluate(model: DDSP, data_path: str | Path, split: str = "test", limit: int
     sr, fr = model.sample_rate, model.frame_rate
     predicts_f0 = bool(getattr(model.encoder, "predicts_f0", False))
     rows: list[dict] = []
-    t_start, t_crepe, seconds = time.perf_counter(), 0.0, 0.0
+    t_start, t_crepe, seconds, skipped = time.perf_counter(), 0.0, 0.0, 0
     batches = _batches(n, lengths, batch_size)
     for b, idx in enumerate(batches):
         items = [examples[i] for i in idx]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in ("audio", "f0_hz", "f0_confidence",
                                                                             "loudness_db")}
+        if swap is not None and len(idx) < 2:
+            skipped += len(idx)  # no other example of this length in the batch to take the feature from
+            continue
+        partner = [(j + 1) % len(idx) for j in range(len(idx))]
+        other = {k: v[partner] for k, v in batch.items()}
         with torch.no_grad():
-            outputs = model(batch, generator=PositionalNoise(seed))
+            outputs = _resynthesise(model, batch, other, swap, PositionalNoise(seed))
         audio, target = outputs[model.synth.output].float(), batch["audio"].float()
+        f0_source = other if swap == "f0" else batch  # what each metric is scored against
+        loudness_target = other["audio"].float() if swap == "loudness" else target
         seconds += target.numel() / sr
         t0 = time.perf_counter()
         f0, conf = crepe(audio, sr, fr)
         if columns_match:
-            f0_t, conf_t = batch["f0_hz"][..., 0].cpu(), batch["f0_confidence"][..., 0].cpu()
+            f0_t, conf_t = f0_source["f0_hz"][..., 0].cpu(), f0_source["f0_confidence"][..., 0].cpu()
         else:
-            f0_t, conf_t = crepe(target, sr, fr)
+            f0_t, conf_t = crepe(f0_source["audio"].float(), sr, fr)
         t_crepe += time.perf_counter() - t0
         scores = f0_metrics(f0, conf, f0_t, conf_t)
         with torch.no_grad():
             ld = loudness_l1(compute_loudness_frames(audio, sr, fr, settings.loudness_n_fft),
-                             compute_loudness_frames(target, sr, fr, settings.loudness_n_fft)).cpu()
-            ld_paper = loudness_l1(paper_loudness(audio, sr), paper_loudness(target, sr)).cpu()
+                             compute_loudness_frames(loudness_target, sr, fr, settings.loudness_n_fft)).cpu()
+            ld_paper = loudness_l1(paper_loudness(audio, sr), paper_loudness(loudness_target, sr)).cpu()
             dist = [float(spectral(target[i:i + 1], audio[i:i + 1])) for i in range(len(idx))]
             enc = None
             if predicts_f0:
@@ -110,6 +125,8 @@ def evaluate(model: DDSP, data_path: str | Path, split: str = "test", limit: int
                    "spectral_distance": dist[j], "loudness_l1_paper_std": float(ld_paper[j])}
             if enc is not None:
                 row["encoder_f0_l1_semitones"] = float(enc[j])
+            if swap is not None:
+                row[f"{swap}_from"] = ids[idx[partner[j]]]
             rows.append(row)
         if progress:
             _progress(b + 1, len(batches), len(rows), n, time.perf_counter() - t_start)
@@ -120,7 +137,33 @@ def evaluate(model: DDSP, data_path: str | Path, split: str = "test", limit: int
         "audio_s_per_s": seconds / max(wall, 1e-9), "crepe_share": t_crepe / max(wall, 1e-9)},
         {"split": split, "data_path": str(data.path), "crepe_model": crepe_model, "viterbi": viterbi,
          "target_f0": "dataset columns" if columns_match else "CREPE on the target", "seed": seed,
-         "confidence_threshold": CONFIDENCE_THRESHOLD})}
+         "confidence_threshold": CONFIDENCE_THRESHOLD, "swap": swap, "unpaired_examples_skipped": skipped})}
+
+
+SWAPS = ("f0", "loudness", "z")
+
+
+def _check_swap(model: DDSP, swap: str | None) -> None:
+    if swap is None:
+        return
+    if swap not in SWAPS:
+        raise ValueError(f"swap must be null or one of {SWAPS}, got {swap!r}")
+    if swap == "z" and "z" not in getattr(model.decoder, "input_keys", ()):
+        raise ValueError("swap=z: this model's decoder takes no z (a model with a z encoder, e.g. experiment=nsynth_z)")
+    if swap == "f0" and getattr(model.encoder, "predicts_f0", False):
+        raise ValueError("swap=f0: this model predicts its own f0 from the audio (unsupervised); it takes no f0 input")
+
+
+def _resynthesise(model: DDSP, batch: dict, other: dict, swap: str | None, generator) -> dict:
+    """The model's outputs for batch, with one feature taken from `other` (the interpolation experiment)."""
+    if swap is None:
+        return model(batch, generator=generator)
+    if swap in ("f0", "loudness"):
+        keys = ("f0_hz", "f0_confidence") if swap == "f0" else ("loudness_db",)
+        return model({**batch, **{k: other[k] for k in keys}}, generator=generator)
+    encoded = model.encode(batch)
+    encoded["z"] = model.encode(other)["z"]
+    return model.synth.run(model.decode(encoded), generator=generator, n_samples=batch["audio"].shape[-1])
 
 
 def summarise(rows: list[dict], n_resamples: int = 2000, seed: int = 0, timing: dict | None = None,

@@ -31,7 +31,8 @@ def run_eval(cfg) -> dict:
     path = data_path_for(model, cfg.data.path, cfg.checkpoint)
     result = evaluate(model, path, split=cfg.split, limit=cfg.limit, batch_size=int(cfg.batch_size),
                       crepe_model=cfg.crepe_model, viterbi=bool(cfg.viterbi), device=cfg.device,
-                      seed=int(cfg.seed), n_resamples=int(cfg.n_resamples), progress=bool(cfg.progress))
+                      seed=int(cfg.seed), n_resamples=int(cfg.n_resamples), progress=bool(cfg.progress),
+                      swap=cfg.get("swap"))
     csv_path, json_path = write_results(result, cfg.out)
     logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else None
     if logger is not None:
