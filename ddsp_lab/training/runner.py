@@ -165,4 +165,9 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
     if validate_first:
         initial = {k: float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
     trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir))
+    # last.ckpt is the end of the run even where the last step came after the last validation (with a
+    # monitor, Lightning's own end-of-training save is skipped once last.ckpt was written); every rank
+    # takes part (the checkpoint gathers each rank's random states)
+    if trainer.global_step and getattr(checkpoint, "_last_global_step_saved", None) != trainer.global_step:
+        trainer.save_checkpoint(str(Path(checkpoint.dirpath) / "last.ckpt"))
     return {k: float(v) for k, v in trainer.callback_metrics.items()}, initial
