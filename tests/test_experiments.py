@@ -106,7 +106,7 @@ def test_eval_scores_a_checkpoint_and_refuses_what_does_not_fit(toy_sweep, tmp_p
 
 
 def test_sizes_prints_every_experiment_next_to_the_paper(tmp_path):
-    out = ddsp_lab("sizes", "experiments=[solo_violin,tiny]", cwd=tmp_path)
+    out = ddsp_lab("sizes", cwd=tmp_path)  # README / experiments/README: `ddsp-lab sizes`
     solo = next(line for line in out.stdout.splitlines() if line.startswith("| solo_violin"))
     assert "| 4.849M |" in solo and "| 6.00M |" in solo
     assert not list(tmp_path.iterdir())  # no Hydra output folders left behind

@@ -53,11 +53,17 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DD
     return model.eval()
 
 
+def upgrade_state_dict(state_dict: dict) -> dict:
+    """A training checkpoint's state dict with the parts under `model.` (the DDSP module): those
+    written before it held them (preprocessor.*, decoder.*, ...) are moved there; newer ones come
+    back as they are. Used by `load` and by the training module when it resumes."""
+    return {f"model.{k}" if k.split(".", 1)[0] in _PARTS else k: v for k, v in state_dict.items()}
+
+
 def _model_state(state_dict: dict) -> dict:
-    """The DDSP module's entries of a training checkpoint's state dict: under `model.`, or (older
-    checkpoints) the parts at the top level; the training module's own (losses, counters) left out."""
-    nested = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
-    return nested or {k: v for k, v in state_dict.items() if k.split(".", 1)[0] in _PARTS}
+    """The DDSP module's entries of a training checkpoint's state dict (the training module's own,
+    losses and counters, left out)."""
+    return {k[len("model."):]: v for k, v in upgrade_state_dict(state_dict).items() if k.startswith("model.")}
 
 
 def _any_length(node):

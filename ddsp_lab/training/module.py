@@ -12,10 +12,8 @@ from torch import Tensor, nn
 
 from .. import dsp
 from ..models.ddsp import DDSP
+from ..models.loading import upgrade_state_dict
 from ..processors import ProcessorGroup
-
-_PARTS = ("preprocessor.", "encoder.", "decoder.", "synth.")
-
 
 class DDSPAutoencoder(pl.LightningModule):
     """Args:
@@ -307,8 +305,3 @@ def _set_rng_states(states: dict) -> None:
     if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
 
-
-def upgrade_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """A state dict of a checkpoint written before the parts moved into `model` (DDSP), with its
-    keys moved there (preprocessor.* -> model.preprocessor.*); newer ones come back as they are."""
-    return {f"model.{k}" if k.startswith(_PARTS) else k: v for k, v in state_dict.items()}
