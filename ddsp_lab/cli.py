@@ -20,6 +20,11 @@ COMMANDS = {
     "eval": "Score a checkpoint on a prepared split with the paper's metrics and bootstrap intervals (checkpoint=CKPT).",
     "table": "Turn a finished sweep folder into the paper's table (table.md|csv|tex + table.png): table DIR [format=...].",
     "sizes": "The paper's Table 1: every experiment's parameter count, by part, next to the paper's figures.",
+    "transfer": "Timbre transfer: any recording played by a model (checkpoint=CKPT audio=FILE [auto_adjust, pitch_shift]).",
+    "control": "Synthesis from edited curves: notes=\"A4:0:0.5 C5:0.5:0.5:90\" or audio=FILE with pitch/loudness shift and scale.",
+    "dereverb": "Resynthesis of a recording with the model's reverb bypassed (checkpoint=CKPT audio=FILE).",
+    "reverb": "Export a model's learned impulse response (WAV), and apply it or ir=WAV to audio=FILE.",
+    "interpolate": "z interpolation: audio_a's notes with z blended toward audio_b's timbre (alpha=0.5).",
     "quickstart": "Prepare the demo corpus and train a small model on it for a few minutes (the main job).",
 }
 
@@ -148,6 +153,20 @@ def _quickstart(cfg) -> None:
         print(f"  offline W&B run: {wandb_run}  (wandb sync {wandb_run})")
 
 
+APPS = ("transfer", "control", "dereverb", "reverb", "interpolate")
+
+
+def _app(name: str):
+    def run(cfg) -> None:
+        from .apps.run import run_app
+
+        try:
+            run_app(name, cfg)
+        except (ValueError, FileNotFoundError) as e:  # bad input: its message, not a traceback
+            raise SystemExit(f"ddsp-lab {name}: {e}") from e
+    return run
+
+
 def _refuse_train_keys(overrides: list[str]) -> None:
     """prepare reads a source (source=..., source.root=...); data=... is what train reads."""
     import re
@@ -160,7 +179,8 @@ def _refuse_train_keys(overrides: list[str]) -> None:
                          f"what train reads. Did you mean: {hint}")
 
 
-PATH_KEYS = ("checkpoint", "data.path", "out", "sweep_dir", "path", "run_dir", "source.root", "resume")
+PATH_KEYS = ("checkpoint", "data.path", "out", "sweep_dir", "path", "run_dir", "source.root", "resume", "audio",
+             "audio_a", "audio_b", "ir", "notes")
 
 
 def _quote_paths(overrides: list[str]) -> list[str]:
@@ -225,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     if not {"-m", "--multirun"} & set(overrides):  # a sweep may list paths: leave its commas alone
         overrides = _quote_paths(overrides)
     task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train, "eval": _eval, "table": _table, "sizes": _sizes,
-            "quickstart": _quickstart}[command]
+            "quickstart": _quickstart, **{name: _app(name) for name in APPS}}[command]
     os.environ["DDSP_LAB_COMMAND"] = command
     sys.argv = [sys.argv[0], *overrides]
 

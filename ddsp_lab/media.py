@@ -8,18 +8,19 @@ import torch
 from torch import Tensor
 
 
-def save_wav(path: str | Path, audio: Tensor | np.ndarray, sample_rate: int) -> Path:
-    """Write mono float audio [n_samples] as 16-bit PCM WAV, peak-normalised only if it clips."""
+def save_wav(path: str | Path, audio: Tensor | np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
+    """Write mono float audio [n_samples] as WAV: 16-bit PCM (peak-normalised only if it clips) or,
+    with subtype='FLOAT', 32-bit float as it is (an impulse response's quiet tail survives)."""
     import soundfile as sf
 
     x = audio.detach().cpu().double().numpy() if isinstance(audio, Tensor) else np.asarray(audio, np.float64)
     x = x.reshape(-1)
     peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if peak > 1.0:
+    if peak > 1.0 and subtype != "FLOAT":
         x = x / peak
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), x, int(sample_rate), subtype="PCM_16")
+    sf.write(str(path), x, int(sample_rate), subtype=subtype)
     return path
 
 

@@ -59,11 +59,13 @@ class HistogramQuantiles:
 def compute_statistics(ds, config: dict) -> dict:
     """Normalisation and reporting statistics of a prepared dataset, read in batches (memory stays
     bounded however large the dataset). Quantiles at QUANTILE_LEVELS percent: loudness over all
-    frames; f0 (MIDI and Hz) over frames with confidence > CONFIDENT."""
+    frames, and over frames with confidence > CONFIDENT (the notes: what timbre transfer maps a
+    recording's loudness onto); f0 (MIDI and Hz) over those confident frames."""
     edges = np.linspace(np.log2(20), np.log2(4000), 49)
     hist = np.zeros(48, np.int64)
     n_frames, ld_sum, ld_sq, conf_sum, f0_min, f0_max = 0, 0.0, 0.0, 0.0, np.inf, -np.inf
     loudness_q, f0_midi_q = HistogramQuantiles(*LOUDNESS_DB_BINS), HistogramQuantiles(*F0_MIDI_BINS)
+    loudness_conf_q = HistogramQuantiles(*LOUDNESS_DB_BINS)  # the notes' loudness (confident frames)
     cols = ["f0_hz", "f0_confidence", "loudness_db"]
     for batch in ds.with_format("numpy", columns=cols).iter(batch_size=256):
         f0, conf, ld = (np.asarray(batch[c], np.float64).reshape(-1) for c in cols)
@@ -72,6 +74,7 @@ def compute_statistics(ds, config: dict) -> dict:
         hist += np.histogram(np.log2(np.clip(f0, 20, 4000)), bins=edges)[0]
         loudness_q.add(ld)
         confident = f0[conf > CONFIDENT]
+        loudness_conf_q.add(ld[conf > CONFIDENT])
         if confident.size:
             f0_min, f0_max = min(f0_min, confident.min()), max(f0_max, confident.max())
         f0_midi_q.add(69.0 + 12.0 * np.log2(np.maximum(confident, 1e-3) / 440.0))
@@ -90,6 +93,7 @@ def compute_statistics(ds, config: dict) -> dict:
         "f0_hist_log2_edges": edges.tolist(), "f0_hist_counts": hist.tolist(),
         "quantile_levels_percent": list(QUANTILE_LEVELS),
         "loudness_db_quantiles": loudness_q.quantiles(),
+        "loudness_db_confident_quantiles": loudness_conf_q.quantiles(),
         "f0_confidence_threshold": CONFIDENT, "f0_confident_frames": f0_midi_q.n,
         "f0_midi_quantiles": midi, "f0_hz_quantiles": None if midi is None else [_hz(m) for m in midi],
     }

@@ -116,20 +116,20 @@ class DDSP(nn.Module):
         n_samples_for(features)."""
         return self._pass(features, generator, lambda encoded: n_samples or self.n_samples_for(encoded))
 
-    def _pass(self, features: Mapping[str, Tensor], generator, length) -> dict[str, Tensor]:
-        """encode -> decode -> synth in one shot; length(encoded features) -> n_samples."""
-        encoded = self.encode(features)
+    def _pass(self, features: Mapping[str, Tensor], generator, length, encoded: bool = False) -> dict[str, Tensor]:
+        """encode (unless `encoded`) -> decode -> synth in one shot; length(encoded features) -> n_samples."""
+        encoded = dict(features) if encoded else self.encode(features)
         controls = self.decode(encoded)
         device_type = next(v.device.type for v in controls.values() if torch.is_tensor(v))
         with torch.autocast(device_type=device_type, enabled=False):
             return self.synth.run(controls, generator=generator, n_samples=length(encoded))
 
     def render_once(self, features: Mapping[str, Tensor],
-                    generator: torch.Generator | PositionalNoise | None = None) -> Tensor:
+                    generator: torch.Generator | PositionalNoise | None = None, encoded: bool = False) -> Tensor:
         """The audio of features in one shot, n_frames * hop samples (what render does without
-        chunks; with gradients, and what export traces)."""
+        chunks; with gradients, and what export traces). encoded: features already through encode."""
         frames = lambda encoded: int(encoded["f0_hz"].shape[1]) * self.hop_size  # noqa: E731
-        return self._pass(features, generator, frames)[self.synth.output]
+        return self._pass(features, generator, frames, encoded)[self.synth.output]
 
     def n_samples_for(self, features: Mapping[str, Tensor]) -> int:
         """The length to render: the target audio's where there is one (a training batch), else
@@ -156,7 +156,7 @@ class DDSP(nn.Module):
 
     @torch.no_grad()
     def render(self, features: Mapping[str, Tensor], chunk_seconds: float | None = None,
-               seed: int | None = None) -> Tensor:
+               seed: int | None = None, encoded: bool = False) -> Tensor:
         """Audio [batch, n_frames * hop] from features (f0_hz, loudness_db, ... [batch, n_frames, 1]).
 
         chunk_seconds: None renders in one shot; a duration renders the decoder and the synth
@@ -166,12 +166,13 @@ class DDSP(nn.Module):
             rounding when the decoder is causal (RnnFcDecoder, MlpDecoder) and the noise seeded.
         seed: the synth's noise, keyed by sample position (PositionalNoise): the same render
             whatever the chunking. None: the processors' generators / the global RNG.
+        encoded: the features are already through `encode` (e.g. with an edited f0 or z).
         """
         generator = PositionalNoise(seed) if seed is not None else None
         if chunk_seconds is None:
-            return self.render_once(features, generator)
+            return self.render_once(features, generator, encoded)
         chunk = max(1, int(round(float(chunk_seconds) * self.frame_rate)))
-        encoded = self.encode(features)
+        encoded = dict(features) if encoded else self.encode(features)
         n_frames = int(encoded["f0_hz"].shape[1])
         state = self.stream_state()
         pieces = [self.stream({k: v[:, a:a + chunk] if _framewise(v, n_frames) else v for k, v in encoded.items()},
@@ -182,24 +183,46 @@ class DDSP(nn.Module):
     @torch.no_grad()
     def from_audio(self, audio: Tensor, sample_rate: int, chunk_seconds: float | None = None,
                    seed: int | None = None, settings: FeatureSettings | None = None) -> Tensor:
-        """Resynthesis of audio [batch, n_samples] (or [n_samples]) at any sample rate: f0
-        (CREPE) and loudness computed with the training data's feature settings (or `settings`;
-        default FeatureSettings at the model's rates), then rendered at the model's rate; a z
-        encoder reads the audio resampled to the model's rate. Returns
-        [batch, n_frames * hop] at self.sample_rate."""
+        """Resynthesis of audio [batch, n_samples] (or [n_samples]) at any sample rate: the
+        features of `features_from_audio`, rendered. Returns [batch, n_frames * hop] at
+        self.sample_rate."""
+        return self.render(self.features_from_audio(audio, sample_rate, settings), chunk_seconds=chunk_seconds,
+                           seed=seed)
+
+    @torch.no_grad()
+    def features_from_audio(self, audio: Tensor, sample_rate: int, settings: FeatureSettings | None = None,
+                            crepe=None, f0_hz: Tensor | None = None) -> dict[str, Tensor]:
+        """What the model takes for a recording [batch, n_samples] (or [n_samples]) at any sample
+        rate: f0_hz, f0_confidence, loudness_db [batch, n_frames, 1] computed as the training
+        data's were (feature_settings, or `settings`; default FeatureSettings at the model's
+        rates), plus `audio` resampled to the model's rate (n_frames * hop samples) for a model
+        with an encoder; on the model's device. crepe: a CrepeF0 to reuse. f0_hz: a known pitch
+        curve [batch, n_frames(, 1)] in Hz (confidence 1): CREPE is not run."""
         from .. import dsp, features as feats
 
         settings = settings or self.feature_settings or FeatureSettings(self.sample_rate, self.frame_rate)
         if settings.frame_rate != self.frame_rate:
             raise ValueError(f"settings.frame_rate ({settings.frame_rate}) must be the model's ({self.frame_rate})")
         audio = audio[None] if audio.dim() == 1 else audio
-        computed = feats.compute(audio, sample_rate, settings)
-        batch = {k: v.to(self.device) for k, v in computed.items() if k in ("f0_hz", "f0_confidence", "loudness_db")}
+        if f0_hz is None:
+            computed = feats.compute(audio, sample_rate, settings, crepe=crepe)
+        else:
+            rows = [feats.resample_recording(row.detach().cpu().float(), int(sample_rate), settings.sample_rate)
+                    for row in audio.reshape(-1, audio.shape[-1])]
+            loudness = torch.stack([feats.recording_loudness(r, settings.sample_rate, settings.frame_rate,
+                                                             settings.loudness_n_fft) for r in rows])
+            f0_hz = (f0_hz[..., 0] if f0_hz.dim() == 3 else f0_hz.reshape(1, -1) if f0_hz.dim() == 1 else f0_hz)
+            if f0_hz.shape != loudness.shape:
+                raise ValueError(f"f0_hz must have the recording's frames [batch, n_frames] = {tuple(loudness.shape)} "
+                                 f"({settings.frame_rate} frames/s), got {tuple(f0_hz.shape)}")
+            computed = {"f0_hz": f0_hz.float().cpu(), "f0_confidence": torch.ones_like(loudness), "loudness_db": loudness}
+        batch = {k: v[..., None].to(self.device) for k, v in computed.items()
+                 if k in ("f0_hz", "f0_confidence", "loudness_db")}
         if self.encoder is not None:
             at_rate = dsp.resample_audio(audio.float(), int(sample_rate), self.sample_rate)
             n = batch["f0_hz"].shape[1] * self.hop_size
             batch["audio"] = torch.nn.functional.pad(at_rate, (0, max(0, n - at_rate.shape[-1])))[:, :n].to(self.device)
-        return self.render(batch, chunk_seconds=chunk_seconds, seed=seed)
+        return batch
 
     # -- chunks and real time -------------------------------------------------------------------
     def stream_state(self) -> dict:

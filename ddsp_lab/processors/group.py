@@ -74,6 +74,7 @@ class ProcessorGroup(nn.Module):
         self.n_samples = self._check_consistent("n_samples")
         self.frame_rate, self.hop_size = frame_rate, self._hop(frame_rate, self.sample_rate)
         self.output = output or self.names[-1]
+        self._bypassed: frozenset[str] = frozenset()
         if self.output not in produced:
             raise ValueError(f"ProcessorGroup output {self.output!r} is not a node name {self.names}")
 
@@ -147,6 +148,29 @@ class ProcessorGroup(nn.Module):
             for p, g in zip(reversed(procs), reversed(saved)):
                 p.generator = g
 
+    def effect_nodes(self, kind: type | tuple[type, ...] | None = None) -> list[str]:
+        """Names of the nodes whose processor is an effect on an audio input (its first input is
+        `audio`): those `bypass` can take out; `kind` narrows them to processors of a type (e.g.
+        processors.Reverb)."""
+        return [name for proc, name in zip(self.processors, self.names)
+                if proc.input_names[:1] == ("audio",) and (kind is None or isinstance(proc, kind))]
+
+    @contextmanager
+    def bypass(self, names: Sequence[str]) -> Iterator[None]:
+        """Within the block the named effect nodes pass their audio input through unchanged (their
+        signal is their input's): dereverberation renders the dry signal the model learned."""
+        names = [names] if isinstance(names, str) else list(names)
+        effects = self.effect_nodes()
+        wrong = [n for n in names if n not in effects]
+        if wrong:
+            raise ValueError(f"ProcessorGroup.bypass: {wrong} are not effect nodes of this stack (effects: "
+                             f"{effects}; nodes: {self.names})")
+        saved, self._bypassed = self._bypassed, self._bypassed | frozenset(names)
+        try:
+            yield
+        finally:
+            self._bypassed = saved
+
     def run(self, features: Mapping[str, Tensor], generator: torch.Generator | None = None,
             n_samples: int | None = None) -> dict[str, Tensor]:
         """Evaluate every node; returns a new dict: the inputs plus every signal and control.
@@ -165,6 +189,9 @@ class ProcessorGroup(nn.Module):
                 raise ValueError(f"ProcessorGroup node {name!r} needs {missing}, which are not among "
                                  f"the available keys {sorted(out)}")
             args = [out[k] for k in inputs]
+            if name in self._bypassed:
+                out[name] = args[0]
+                continue
             length = {}
             if proc.takes_n_samples:
                 length = {"n_samples": n_samples}
@@ -227,7 +254,8 @@ class ProcessorGroup(nn.Module):
                 keep = n_frames + proc.stream_lookahead(hop)
                 args = [out[k] if k in out else controls[k][:, :keep] if controls[k].dim() == 3 else controls[k]
                         for k in inputs]
-                out[name] = proc.stream(*args, n_samples=n_samples, hop=hop, state=state.setdefault(name, {}))
+                out[name] = args[0] if name in self._bypassed else \
+                    proc.stream(*args, n_samples=n_samples, hop=hop, state=state.setdefault(name, {}))
         return out[self.output]
 
     def forward(self, features: Mapping[str, Tensor], n_samples: int | None = None) -> Tensor:
