@@ -122,11 +122,14 @@ def test_control_plays_notes_the_model_never_heard(run, model, tmp_path):
     assert float(quiet[:16000].square().mean()) < 0.5 * float(loud[:16000].square().mean())
 
 
-def test_control_of_a_recording_shifts_its_pitch_by_the_interval_asked(model):
-    tone = torch.from_numpy(_tone(47, 1.2, 16000))
-    result = apps.control(model, audio=tone, sample_rate=16000, pitch_shift=5)
-    assert result.audio.shape == (300 * 64,)
-    assert abs(_pitch(result.audio, 16000) - (_pitch(tone, 16000) + 5)) < 0.25
+def test_control_of_a_recording_shifts_its_pitch_by_the_interval_asked(run, tmp_path):
+    tone = _tone(47, 1.2, 16000)
+    sf.write(tmp_path / "take.wav", tone, 16000)
+    _cli("control", f"checkpoint={run / 'checkpoints' / 'last.ckpt'}", "audio=take.wav", "pitch_shift=5",
+         "loudness_scale=1.5", cwd=tmp_path)
+    audio, sr = sf.read(tmp_path / "take.control.wav", dtype="float32")
+    assert len(audio) == 300 * 64 and np.isfinite(audio).all()
+    assert abs(_pitch(torch.from_numpy(audio), sr) - (_pitch(torch.from_numpy(tone), 16000) + 5)) < 0.25
 
 
 def test_notes_and_edits():
@@ -182,6 +185,13 @@ def test_reverb_cli_exports_the_learned_ir_and_applies_it(run, tmp_path):
     _cli("reverb", "ir=click_room_ir.wav", "audio=click16.wav", "out=again.wav", cwd=tmp_path)
     again, _ = sf.read(tmp_path / "again.wav", dtype="float32")
     assert np.allclose(again[:48000], 0.5 * want, atol=1e-4)  # 16-bit output
+    # dereverb as typed: the dry WAV, the wet one beside it, the figure
+    sf.write(tmp_path / "take.wav", _tone(50, 1.0, 16000), 16000)
+    out = _cli("dereverb", f"checkpoint={ckpt}", "audio=take.wav", cwd=tmp_path)
+    dry, _ = sf.read(tmp_path / "take.dereverb.wav", dtype="float32")
+    wet, _ = sf.read(tmp_path / "take.dereverb_wet.wav", dtype="float32")
+    assert len(dry) == len(wet) == 16000 and (tmp_path / "take.dereverb.png").exists()
+    assert "bypassed" in out.stdout, out.stdout
 
 
 def test_three_minutes_transfer_in_one_call_with_bounded_memory(run, tmp_path):
@@ -229,20 +239,30 @@ def test_interpolate_blends_z_between_two_recordings(tmp_path):
     assert (tmp_path / "a-b.interpolate.wav").exists() and (tmp_path / "a-b.interpolate.png").exists(), out.stdout
 
 
-def test_bad_inputs_get_messages_that_name_what_is_wrong(run, model, tmp_path):
+def test_bad_inputs_get_messages_that_name_what_is_wrong(run, model, tmp_path, monkeypatch):
     ckpt = f"checkpoint={run / 'checkpoints' / 'last.ckpt'}"
     sf.write(tmp_path / "silence.wav", np.zeros(16000, np.float32), 16000)
     sf.write(tmp_path / "noise.wav", (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32), 16000)
     (tmp_path / "junk.wav").write_bytes(b"RIFF not really")
     for args, message in ((("transfer", ckpt, "audio=silence.wav"), "is silent"),
-                          (("transfer", ckpt, "audio=noise.wav"), "no frame of the input has a confident pitch"),
-                          (("transfer", ckpt, "audio=missing.wav"), "no such file missing.wav"),
                           (("transfer", ckpt, "audio=junk.wav"), "not a readable audio file"),
-                          (("transfer", "checkpoint=noise.wav", "audio=noise.wav"), "not a torch checkpoint"),
-                          (("control", ckpt), "give notes="),
-                          (("reverb", "audio=noise.wav"), "give checkpoint=")):
+                          (("transfer", "checkpoint=noise.wav", "audio=noise.wav"), "not a torch checkpoint")):
         out = _cli(*args, cwd=tmp_path, ok=False)
         assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-1500:])
+    # the rest in process: the same config and run_app the command runs, without a new interpreter each
+    from hydra import compose, initialize_config_dir
+
+    from ddsp_lab.apps.run import run_app
+    from ddsp_lab.cli import CONF_DIR
+
+    monkeypatch.chdir(tmp_path)
+    for command, overrides, message in (("transfer", [ckpt, "audio=noise.wav"], "no frame of the input has a confident pitch"),
+                                        ("transfer", [ckpt, "audio=missing.wav"], "no such file missing.wav"),
+                                        ("control", [ckpt], "give notes="), ("reverb", ["audio=noise.wav"], "give checkpoint=")):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose(command, overrides=overrides)
+        with pytest.raises((ValueError, FileNotFoundError, SystemExit), match=message):
+            run_app(command, cfg)
     nan = torch.from_numpy(_tone(50, 0.5, 16000))
     nan[100] = float("nan")
     with pytest.raises(ValueError, match="NaN"):

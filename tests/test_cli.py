@@ -319,10 +319,11 @@ def test_readme_demo_commands_as_typed(tmp_path):
 
 
 def test_readme_prepare_train_resume_as_typed(tmp_path):
-    """`ddsp-lab prepare source=demo out=data/prepared/demo crepe_model=tiny`, `ddsp-lab inspect
+    """`ddsp-lab prepare source=demo out=data/prepared/demo crepe_model=tiny example_seconds=1.0`, `ddsp-lab inspect
     data/prepared/demo`, `ddsp-lab train experiment=tiny data.path=data/prepared/demo` (its 200
     steps) and `ddsp-lab train experiment=tiny run_dir=runs/my_run resume=true`, in one folder."""
-    out = ddsp_lab("prepare", "source=demo", "out=data/prepared/demo", "crepe_model=tiny", cwd=tmp_path)
+    out = ddsp_lab("prepare", "source=demo", "out=data/prepared/demo", "crepe_model=tiny", "example_seconds=1.0",
+                   cwd=tmp_path)
     assert "24 items, 24 examples" in out.stdout, out.stdout
     ddsp_lab("inspect", "data/prepared/demo", cwd=tmp_path)
     ddsp_lab("train", "experiment=tiny", "data.path=data/prepared/demo", "run_dir=runs/my_run", cwd=tmp_path)
