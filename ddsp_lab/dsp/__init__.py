@@ -1,5 +1,5 @@
 """Pure tensor DSP functions (no state). See the submodules for the conventions."""
-from .filters import (OverlapAdd, apply_window_to_impulse_response, block_convolve, crop_and_compensate_delay,
+from .filters import (OverlapAdd, PartitionedConvolution, apply_window_to_impulse_response, block_convolve, crop_and_compensate_delay,
                       fft_convolve, delay_compensation_samples,
                       frequency_filter, frequency_impulse_response, sinc, sinc_filter,
                       sinc_impulse_response)

@@ -142,6 +142,38 @@ class OverlapAdd:
         return out
 
 
+class PartitionedConvolution:
+    """A long FIR (a reverb's IR) applied to a stream of blocks by uniformly partitioned
+    overlap-save: the IR is cut into P partitions of block_size taps, each transformed once
+    (FFT size 2 x block_size); each block costs one FFT, one inverse FFT and P complex
+    multiply-adds of block_size + 1 bins (a frequency-domain delay line of the last P input
+    spectra), never a convolution over the IR's whole length. Output sample for sample equals
+    the linear convolution of everything streamed so far with the IR, within float rounding.
+
+    ir: [batch, n_taps]; calls take x [batch, block_size] and return [batch, block_size].
+    """
+
+    def __init__(self, ir: Tensor, block_size: int):
+        check_rank("ir", ir, (2,), "[batch, n_taps]")
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        self.block_size = b = int(block_size)
+        n_parts = -(-ir.shape[-1] // b)
+        parts = torch.nn.functional.pad(ir, (0, n_parts * b - ir.shape[-1])).reshape(ir.shape[0], n_parts, b)
+        self.spectra = torch.fft.rfft(parts, n=2 * b)  # [batch, P, b + 1]
+        self.delay_line = torch.zeros_like(self.spectra)
+        self.previous = ir.new_zeros(ir.shape[0], b)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.block_size or x.shape[0] != self.previous.shape[0]:
+            raise ValueError(f"PartitionedConvolution: blocks must be [{self.previous.shape[0]}, {self.block_size}], "
+                             f"got {tuple(x.shape)}")
+        spectrum = torch.fft.rfft(torch.cat([self.previous, x], dim=-1))
+        self.delay_line = torch.cat([spectrum[:, None], self.delay_line[:, :-1]], dim=1)
+        self.previous = x
+        return torch.fft.irfft((self.delay_line * self.spectra).sum(dim=1), n=2 * self.block_size)[:, self.block_size:]
+
+
 def fft_convolve(audio: Tensor, impulse_response: Tensor, padding: str = "same",
                  delay_compensation: int = -1) -> Tensor:
     """Convolve audio with one IR, or one IR per block of audio, by FFT.

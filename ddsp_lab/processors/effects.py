@@ -17,6 +17,8 @@ class Reverb(Processor):
     trainable=True the IR is a parameter of reverb_length taps (the paper: 3 s = 48000 at 16 kHz).
     """
 
+    PARTITIONED_MAX = 4096  # stream chunks up to this long use the partitioned convolution
+
     def __init__(self, trainable: bool = False, reverb_length: int = 48000, add_dry: bool = True):
         super().__init__()
         self.trainable, self.reverb_length, self.add_dry = trainable, reverb_length, add_dry
@@ -46,9 +48,22 @@ class Reverb(Processor):
 
     def stream(self, audio: Tensor, *controls: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
         """One chunk of audio through the reverb; state: the IR (made once: a drawn IR is drawn at
-        the first chunk) and the wet signal's tail (OverlapAdd)."""
+        the first chunk) and the convolution's state. A stream that starts with chunks of up to
+        PARTITIONED_MAX samples (real-time blocks) runs a uniformly partitioned convolution with
+        partitions of one hop (dsp.PartitionedConvolution: per hop one FFT pair and a multiply-add
+        per partition, whatever the IR's length; every chunk is whole hops); one that starts with
+        longer chunks (chunked offline renders) convolves each chunk with the whole IR by one FFT
+        and carries the wet tail (OverlapAdd)."""
         if "ir" not in state:
             state["ir"] = self._mask_dry_ir(self.get_controls(audio, *controls)["ir"]).to(audio.dtype)
+            if n_samples <= self.PARTITIONED_MAX:
+                state["conv"] = dsp.PartitionedConvolution(state["ir"].expand(audio.shape[0], -1).contiguous(), hop)
+        conv = state.get("conv")
+        if conv is not None:
+            if n_samples % hop:
+                raise ValueError(f"{type(self).__name__}.stream: chunks must be whole hops ({hop}), got {n_samples}")
+            wet = torch.cat([conv(audio[:, i:i + hop]) for i in range(0, n_samples, hop)], -1)
+            return wet + audio if self.add_dry else wet
         position = state.get("position", 0)
         full = dsp.fft_convolve(audio, state["ir"], padding="valid", delay_compensation=0)
         tail = state.setdefault("tail", dsp.OverlapAdd())
