@@ -32,6 +32,27 @@ def spectrogram_db(audio, fft_size: int = 1024) -> Tensor:
     return amplitude_to_db(mag, ref_db=float(amplitude_to_db(mag.max().clamp(min=1e-9))), range_db=80.0)
 
 
+def show_spectrogram(ax, audio: Tensor, sample_rate: int, fft_size: int = 1024) -> None:
+    """Draw the log-magnitude spectrogram (dB, 80 dB range) of mono audio on a matplotlib axis."""
+    audio = torch.as_tensor(audio).detach().float().cpu().reshape(-1)
+    db = spectrogram_db(audio, fft_size)
+    ax.imshow(db.T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
+              extent=(0, audio.numel() / sample_rate, 0, sample_rate / 2 / 1000))
+    ax.set_ylabel("kHz")
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (making its folder) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def save_spectrogram(path: str | Path, audio: Tensor, sample_rate: int, title: str = "",
                      fft_size: int = 1024) -> Path:
     """Log-magnitude spectrogram PNG (dB, 80 dB range) of mono audio [n_samples]."""
@@ -40,17 +61,8 @@ def save_spectrogram(path: str | Path, audio: Tensor, sample_rate: int, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    db = spectrogram_db(audio, fft_size)
-    n = audio.numel()
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
-    ax.imshow(db.T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
-              extent=(0, n / sample_rate, 0, sample_rate / 2 / 1000))
+    show_spectrogram(ax, audio, sample_rate, fft_size)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("kHz")
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -291,3 +291,11 @@ def test_fir_and_resample_audio_reject_bad_input():
         resample_audio(torch.zeros(1, 100), 16000.5, 8000)
     with pytest.raises(ValueError, match="audio"):
         resample_audio(torch.zeros(1, 1, 100), 16000, 8000)
+
+
+def test_fast_fft_size_is_the_smallest_power_of_two_or_three_times_one_that_fits():
+    from ddsp_lab.dsp.filters import fast_fft_size
+
+    got = {n: fast_fft_size(n) for n in (1, 2, 3, 5, 191, 192, 193, 256, 257, 385, 111999)}
+    assert got == {1: 1, 2: 2, 3: 3, 5: 6, 191: 192, 192: 192, 193: 256, 256: 256, 257: 384, 385: 512,
+                   111999: 131072}

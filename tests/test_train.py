@@ -339,3 +339,28 @@ def test_the_48k_model_trains_its_harmonic_part():
     assert last < 0.3 * first and ratio > 100 and abs(h_rms / target_rms - 1) < 0.3, (first, last, ratio, h_rms)
     _, _, ratio_flat, h_rms_flat, _ = _fit_harmonic_tone(["harmonic_tilt_db_per_octave=0.0"], steps=40)
     assert ratio_flat < 1e-2 and h_rms_flat < 0.01 * target_rms, (ratio_flat, h_rms_flat)
+
+
+def test_validation_f0_error_is_the_mean_over_confident_frames_and_nan_without_any(demo_data, tmp_path):
+    """A validation batch with no confident frame (silence) adds nothing to val/f0_l1_cents (it used to
+    add a 0 weighted like any batch); a validation with none at all reports NaN, not 0."""
+    import math
+
+    import pytorch_lightning as pl
+
+    cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
+    model = build_model(cfg)
+    dm = DDSPDataModule(str(demo_data), batch_size=2)
+    dm.setup()
+    batch = next(iter(dm.val_dataloader()))
+    silent = {**batch, "audio": torch.zeros_like(batch["audio"])}
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
+    with torch.no_grad():
+        alone = model.resynthesis_metrics(batch, model(batch))
+    assert int(alone["f0_l1_cents_frames"]) > 0
+    loader = lambda batches: torch.utils.data.DataLoader(batches, batch_size=None)  # noqa: E731
+    got = trainer.validate(model, dataloaders=loader([batch, silent]), verbose=False)[0]
+    assert got["val/f0_l1_cents"] == pytest.approx(float(alone["f0_l1_cents"]), rel=1e-3)
+    none = trainer.validate(model, dataloaders=loader([silent]), verbose=False)[0]
+    assert math.isnan(none["val/f0_l1_cents"])

@@ -90,7 +90,7 @@ def save_figure(path: str | Path, result: AppResult) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..media import spectrogram_db
+    from ..media import save_figure as write, show_spectrogram
 
     panels = [("input", result.input_audio, result.input_sample_rate)] if result.input_audio is not None else []
     panels.append(("output", result.audio, result.sample_rate))
@@ -100,10 +100,7 @@ def save_figure(path: str | Path, result: AppResult) -> Path:
     axes = axes[:, 0]
     for ax, (label, audio, sr) in zip(axes, panels):
         audio = audio.detach().float().cpu().reshape(-1)
-        db = spectrogram_db(audio, 1024 if sr <= 24000 else 2048)
-        ax.imshow(db.T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
-                  extent=(0, audio.numel() / sr, 0, sr / 2000))
-        ax.set_ylabel("kHz")
+        show_spectrogram(ax, audio, sr, 1024 if sr <= 24000 else 2048)
         ax.set_title(f"{label} ({audio.numel() / sr:.2f} s at {sr} Hz)", fontsize=9)
     for ax, key in zip(axes[len(panels):], curve_rows):
         for name, curve in result.curves.items():
@@ -118,9 +115,4 @@ def save_figure(path: str | Path, result: AppResult) -> Path:
     axes[-1].set_xlabel("time (s)")
     if result.title:
         fig.suptitle(result.title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return write(fig, path)

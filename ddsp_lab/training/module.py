@@ -55,6 +55,12 @@ class DDSPAutoencoder(pl.LightningModule):
         self.max_consecutive_skips, self.noise_seed = max_consecutive_skips, noise_seed
         self.f0_metric = f0_metric
         self._crepe = None
+        from torchmetrics.aggregation import MeanMetric
+
+        # f0 errors averaged over the validation's confident frames (a batch without any adds
+        # nothing; an epoch without any reports NaN, not 0); DDP-synchronised, never checkpointed
+        self.frame_means = nn.ModuleDict({k: MeanMetric(nan_strategy="ignore")
+                                          for k in ("f0_l1_cents", "f0_encoder_l1_cents")})
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("consecutive_skips", torch.zeros((), dtype=torch.long))
         self.register_buffer("max_consecutive_seen", torch.zeros((), dtype=torch.long))
@@ -170,7 +176,12 @@ class DDSPAutoencoder(pl.LightningModule):
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         outputs = self(batch)
         terms = self.compute_losses(batch, outputs)
-        terms.update(self.resynthesis_metrics(batch, outputs))
+        metrics = self.resynthesis_metrics(batch, outputs)
+        for key, mean in self.frame_means.items():
+            if key in metrics:
+                mean.update(metrics.pop(key), metrics.pop(f"{key}_frames"))
+                self.log(f"val/{key}", mean, prog_bar=True, on_step=False, on_epoch=True)
+        terms.update(metrics)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, prog_bar=True, batch_size=batch["audio"].shape[0],
                       sync_dist=True)
 
@@ -179,7 +190,9 @@ class DDSPAutoencoder(pl.LightningModule):
         """Loudness L1 (dB) between target and resynthesis (the training data's loudness settings);
         with f0_metric, f0 L1 in cents between
         CREPE (tiny) on both, over frames where CREPE is confident (> 0.5) on both; with an encoder
-        that predicts f0, its f0 L1 in cents against the dataset's f0 where that is confident."""
+        that predicts f0, its f0 L1 in cents against the dataset's f0 where that is confident. Each
+        f0 metric comes with `<name>_frames`, the frames it averages (0: the mean is 0 and means
+        nothing; validation weighs batches by it)."""
         from ..features import LOUDNESS_N_FFT, CrepeF0, compute_loudness_frames
 
         audio = outputs[self.synth.output].float()
@@ -193,7 +206,9 @@ class DDSPAutoencoder(pl.LightningModule):
                 self._crepe = CrepeF0("tiny", viterbi=False, device=str(self.device))
             f0_t, c_t = self._crepe(target, self.sample_rate, self.frame_rate)
             f0_x, c_x = self._crepe(audio, self.sample_rate, self.frame_rate)
-            metrics["f0_l1_cents"] = _cents_l1(f0_x, f0_t, (c_t > 0.5) & (c_x > 0.5)).to(self.device)
+            mask = (c_t > 0.5) & (c_x > 0.5)
+            metrics["f0_l1_cents"] = _cents_l1(f0_x, f0_t, mask).to(self.device)
+            metrics["f0_l1_cents_frames"] = mask.sum().to(self.device)
         if getattr(self.encoder, "predicts_f0", False) and "f0_hz" in batch:
             f0_data = batch["f0_hz"].float()
             f0_data = f0_data if f0_data.dim() == 3 else f0_data[..., None]
@@ -201,6 +216,7 @@ class DDSPAutoencoder(pl.LightningModule):
             confident = (confident if confident.dim() == 3 else confident[..., None]) > 0.5
             f0_pred = dsp.resample(outputs["f0_hz"].float(), f0_data.shape[1])
             metrics["f0_encoder_l1_cents"] = _cents_l1(f0_pred, f0_data, confident)
+            metrics["f0_encoder_l1_cents_frames"] = confident.sum()
         return metrics
 
     def on_fit_start(self) -> None:
