@@ -364,3 +364,21 @@ def test_validation_f0_error_is_the_mean_over_confident_frames_and_nan_without_a
     assert got["val/f0_l1_cents"] == pytest.approx(float(alone["f0_l1_cents"]), rel=1e-3)
     none = trainer.validate(model, dataloaders=loader([silent]), verbose=False)[0]
     assert math.isnan(none["val/f0_l1_cents"])
+
+
+def test_a_ddp_sweep_runs_each_job_with_its_own_ranks_in_its_own_directory(demo_data, tmp_path):
+    """`ddsp-lab train -m ... trainer=ddp seed=0,1` on Hydra's basic launcher: the jobs run one after
+    the other in one process; each starts its own ranks, which write into that job's directory
+    (the second job used to inherit the first one's process group and environment, and fail)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = run_ddp([str(CLI), "train", "-m", "experiment=tiny", "logger=csv", f"data.path={demo_data}",
+                   "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_steps=2",
+                   "trainer.val_check_interval=2", "trainer.num_sanity_val_steps=0", "model.f0_metric=false",
+                   "trainer.enable_progress_bar=false", "seed=0,1", "hydra.sweep.dir=sweep"],
+                  env=env, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert len(jobs) == 2 and (out.stdout + out.stderr).count("[rank: 1]") >= 2
+    for job in jobs:
+        assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no rank wrote anywhere else

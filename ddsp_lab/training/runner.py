@@ -3,10 +3,12 @@ resume, and `train(cfg)`, what `ddsp-lab train` runs."""
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 
@@ -22,12 +24,44 @@ def model_config(cfg) -> dict:
             "frame_rate": int(cfg.frame_rate)}
 
 
+# What Lightning's DDP launcher sets in the launching process's environment (and a cluster's
+# launcher in the ranks'): a second job of a -m sweep in the same process must not inherit them.
+DDP_ENVIRONMENT = ("LOCAL_RANK", "NODE_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR",
+                   "MASTER_PORT")
+
+
+@contextmanager
+def one_job():
+    """One training job, leaving the process as it found it: its process group (DDP) destroyed and
+    the DDP environment variables put back. Hydra's basic launcher runs the jobs of a `-m` sweep
+    one after another in one process; without this the second job with trainer=ddp reused the
+    first one's process group, whose ranks had exited ("Connection closed by peer")."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in DDP_ENVIRONMENT}
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def train(cfg, validate_first: bool = False):
     """Train the model of a composed train config (`ddsp-lab train`): seed, run directory with its
     resolved config.yaml, data, model, logger, callbacks, fit; then (evaluate.after_training) the
     paper's metrics on the test split with the best checkpoint. <run_dir>/run_info.json says
     how far the run got (running / finished / evaluated), its size and its best validation.
     Returns (final logged metrics, validation metrics before training or None)."""
+    with one_job():
+        return _train(cfg, validate_first)
+
+
+def _train(cfg, validate_first: bool):
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
