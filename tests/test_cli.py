@@ -337,3 +337,10 @@ def test_readme_prepare_train_resume_as_typed(tmp_path):
     assert list((tmp_path / "runs" / "my_run" / "wandb").glob("offline-run-*"))
     again = ddsp_lab("train", "experiment=tiny", "run_dir=runs/my_run", "resume=true", "trainer.max_steps=210", cwd=tmp_path)
     assert torch.load(ckpt, weights_only=False)["global_step"] == 210, again.stdout[-2000:]
+    # `ddsp-lab train -m experiment=tiny model.optimizer.lr=1e-3,3e-3 trainer.max_steps=20`, in the same folder
+    ddsp_lab("train", "-m", "experiment=tiny", "model.optimizer.lr=1e-3,3e-3", "trainer.max_steps=20", cwd=tmp_path)
+    sweeps = list((tmp_path / "multirun").iterdir())
+    jobs = sorted(p.name for p in sweeps[0].iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert len(sweeps) == 1 and len(jobs) == 2 and all("lr=" in j for j in jobs), jobs
+    for job in jobs:
+        assert torch.load(sweeps[0] / job / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 20

@@ -55,12 +55,8 @@ class DDSPAutoencoder(pl.LightningModule):
         self.max_consecutive_skips, self.noise_seed = max_consecutive_skips, noise_seed
         self.f0_metric = f0_metric
         self._crepe = None
-        from torchmetrics.aggregation import MeanMetric
-
-        # f0 errors averaged over the validation's confident frames (a batch without any adds
-        # nothing; an epoch without any reports NaN, not 0); DDP-synchronised, never checkpointed
-        self.frame_means = nn.ModuleDict({k: MeanMetric(nan_strategy="ignore")
-                                          for k in ("f0_l1_cents", "f0_encoder_l1_cents")})
+        # f0 errors averaged over the validation's confident frames: (sum, frames) per key
+        self._frame_sums: dict[str, tuple] = {}
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("consecutive_skips", torch.zeros((), dtype=torch.long))
         self.register_buffer("max_consecutive_seen", torch.zeros((), dtype=torch.long))
@@ -177,10 +173,11 @@ class DDSPAutoencoder(pl.LightningModule):
         outputs = self(batch)
         terms = self.compute_losses(batch, outputs)
         metrics = self.resynthesis_metrics(batch, outputs)
-        for key, mean in self.frame_means.items():
+        for key in FRAME_MEANS:  # accumulated out of place: validation may run in inference mode
             if key in metrics:
-                mean.update(metrics.pop(key), metrics.pop(f"{key}_frames"))
-                self.log(f"val/{key}", mean, prog_bar=True, on_step=False, on_epoch=True)
+                mean, frames = metrics.pop(key), metrics.pop(f"{key}_frames").to(torch.float64)
+                total, count = self._frame_sums.get(key, (0.0, 0.0))
+                self._frame_sums[key] = (total + mean.double() * frames, count + frames)
         terms.update(metrics)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, prog_bar=True, batch_size=batch["audio"].shape[0],
                       sync_dist=True)
@@ -218,6 +215,19 @@ class DDSPAutoencoder(pl.LightningModule):
             metrics["f0_encoder_l1_cents"] = _cents_l1(f0_pred, f0_data, confident)
             metrics["f0_encoder_l1_cents_frames"] = confident.sum()
         return metrics
+
+    def on_validation_epoch_start(self) -> None:
+        self._frame_sums = {}
+
+    def on_validation_epoch_end(self) -> None:
+        """The f0 errors over every confident frame of the validation (all ranks): a batch
+        without any adds nothing (it used to add a 0 weighted like any batch); a validation
+        without any reports NaN, not 0."""
+        for key, (total, count) in sorted(self._frame_sums.items()):
+            total, count = (self.trainer.strategy.reduce(torch.as_tensor(v, dtype=torch.float64, device=self.device),
+                                                         reduce_op="sum") for v in (total, count))
+            self.log(f"val/{key}", (total / count).float(), prog_bar=True)
+        self._frame_sums = {}
 
     def on_fit_start(self) -> None:
         card = getattr(getattr(self._trainer, "datamodule", None), "dataset_card", None)
@@ -273,6 +283,9 @@ class DDSPAutoencoder(pl.LightningModule):
         if self.scheduler_fn is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_fn(opt), "interval": "step"}}
+
+
+FRAME_MEANS = ("f0_l1_cents", "f0_encoder_l1_cents")  # validation metrics averaged over frames, not batches
 
 
 def _cents_l1(f0_hz: Tensor, f0_ref_hz: Tensor, mask: Tensor) -> Tensor:
