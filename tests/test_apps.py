@@ -109,7 +109,7 @@ def test_transfer_cli_writes_wav_and_png_from_a_stereo_file_at_another_rate(run,
 
 def test_control_plays_notes_the_model_never_heard(run, model, tmp_path):
     out = _cli("control", f"checkpoint={run / 'checkpoints' / 'last.ckpt'}", "notes=C3:0:0.6 A4:0.6:0.9:110",
-               "vibrato_hz=5", "vibrato_cents=20", "out=melody.wav", cwd=tmp_path)
+               "vibrato_hz=5", "vibrato_cents=30", "out=melody.wav", cwd=tmp_path)
     audio, sr = sf.read(tmp_path / "melody.wav", dtype="float32")
     assert sr == 16000 and len(audio) == math.ceil((1.5 + 0.5) * 250) * 64 and np.isfinite(audio).all()
     assert "outside the training range" in out.stdout and "extrapolates" in out.stdout, out.stdout
