@@ -25,6 +25,8 @@ COMMANDS = {
     "dereverb": "Resynthesis of a recording with the model's reverb bypassed (checkpoint=CKPT audio=FILE).",
     "reverb": "Export a model's learned impulse response (WAV), and apply it or ir=WAV to audio=FILE.",
     "interpolate": "z interpolation: audio_a's notes with z blended toward audio_b's timbre (alpha=0.5).",
+    "export": "Export a model for real time: TorchScript (nn~, libtorch) or ONNX, and a JSON of its rate, block, latency "
+              "and inputs (checkpoint=CKPT format=torchscript|onnx block_size=512).",
     "quickstart": "Prepare the demo corpus and train a small model on it for a few minutes (the main job).",
 }
 
@@ -156,6 +158,15 @@ def _quickstart(cfg) -> None:
 APPS = ("transfer", "control", "dereverb", "reverb", "interpolate")
 
 
+def _export(cfg) -> None:
+    from .export.files import run_export
+
+    try:
+        run_export(cfg)
+    except (ValueError, FileNotFoundError) as e:  # bad input: its message, not a traceback
+        raise SystemExit(f"ddsp-lab export: {e}") from e
+
+
 def _app(name: str):
     def run(cfg) -> None:
         from .apps.run import run_app
@@ -245,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     if not {"-m", "--multirun"} & set(overrides):  # a sweep may list paths: leave its commas alone
         overrides = _quote_paths(overrides)
     task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train, "eval": _eval, "table": _table, "sizes": _sizes,
-            "quickstart": _quickstart, **{name: _app(name) for name in APPS}}[command]
+            "quickstart": _quickstart, "export": _export, **{name: _app(name) for name in APPS}}[command]
     os.environ["DDSP_LAB_COMMAND"] = command
     sys.argv = [sys.argv[0], *overrides]
 

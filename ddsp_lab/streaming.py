@@ -26,6 +26,19 @@ from .processors import PositionalNoise
 BLOCK_SIZES = (64, 4096)  # the block sizes supported, in samples (inclusive)
 
 
+def check_block_size(block_size, hop: int, sample_rate: int, frame_rate: int) -> int:
+    """block_size as an int, if it is a whole number of hops within BLOCK_SIZES; else a ValueError
+    with the nearest valid sizes."""
+    if isinstance(block_size, bool) or int(block_size) != block_size or not \
+            BLOCK_SIZES[0] <= int(block_size) <= BLOCK_SIZES[1] or int(block_size) % hop:
+        lo = -(-BLOCK_SIZES[0] // hop) * hop
+        valid = [lo * 2 ** k for k in range(8) if lo * 2 ** k <= BLOCK_SIZES[1]]
+        raise ValueError(f"block_size must be a whole number of hops ({hop} samples at {sample_rate} Hz, "
+                         f"{frame_rate} frames/s) between {BLOCK_SIZES[0]} and {BLOCK_SIZES[1]}, got "
+                         f"{block_size!r}; e.g. {valid}")
+    return int(block_size)
+
+
 class StreamingModel(nn.Module):
     """One block of controls in, one block of audio out, with the state carried inside.
 
@@ -49,13 +62,7 @@ class StreamingModel(nn.Module):
             raise ValueError("StreamingModel: this model predicts f0 from audio (its F0ResNetEncoder); streaming "
                              "takes f0 as a control: use a supervised model")
         hop = model.hop_size
-        if isinstance(block_size, bool) or int(block_size) != block_size or not \
-                BLOCK_SIZES[0] <= int(block_size) <= BLOCK_SIZES[1] or int(block_size) % hop:
-            lo = -(-BLOCK_SIZES[0] // hop) * hop
-            valid = [lo * 2 ** k for k in range(8) if lo * 2 ** k <= BLOCK_SIZES[1]]
-            raise ValueError(f"block_size must be a whole number of hops ({hop} samples at {model.sample_rate} Hz, "
-                             f"{model.frame_rate} frames/s) between {BLOCK_SIZES[0]} and {BLOCK_SIZES[1]}, got "
-                             f"{block_size!r}; e.g. {valid}")
+        check_block_size(block_size, hop, model.sample_rate, model.frame_rate)
         if sample_rate is not None and int(sample_rate) != model.sample_rate:
             raise ValueError(f"sample_rate: the model runs at {model.sample_rate} Hz, the host at {int(sample_rate)} Hz; "
                              f"run the host at {model.sample_rate} Hz or train a model at {int(sample_rate)} Hz")

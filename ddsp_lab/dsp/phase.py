@@ -8,6 +8,8 @@ rad, and rounding errors add up over millions of samples). ddsp_lab keeps phases
     harmonic synth does); the phase of every sample has a closed form per frame segment, so only
     the frame-level running sum is needed, done in float64 on [batch, n_frames] values.
 Both equal the reference's inclusive cumsum (first sample has phase omega[0], not 0).
+The segment functions compile with TorchScript and export to ONNX (ddsp_lab.export): their bodies
+spell 2 pi out (TorchScript reads no module globals) and give float64 constants as tensors.
 """
 from __future__ import annotations
 
@@ -20,8 +22,19 @@ TWO_PI = 2.0 * math.pi
 _CHUNK = 64
 
 
+def _constant(value: float, like: Tensor) -> Tensor:
+    """A scalar in like's dtype as a tensor, exact in float64 however the code runs (ddsp_lab.export):
+    an ONNX graph stores Python floats, and torch.full's value, as float32 constants; TorchScript's
+    torch.tensor(float) rounds through float32."""
+    if torch.jit.is_scripting():
+        return torch.full((), value, dtype=like.dtype, device=like.device)
+    return torch.tensor(value, dtype=like.dtype, device=like.device)
+
+
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype in (torch.float32, torch.float64) else torch.float32
+    if dtype == torch.float32 or dtype == torch.float64:
+        return torch.float64
+    return torch.float32
 
 
 def cumulative_phase(x: Tensor, scale: float = 1.0, dim: int = 1) -> Tensor:
@@ -41,8 +54,8 @@ def cumulative_phase(x: Tensor, scale: float = 1.0, dim: int = 1) -> Tensor:
     xc = (torch.nn.functional.pad(x, (0, pad)) if pad else x).reshape(*x.shape[:-1], n_chunks, _CHUNK)
     within = torch.cumsum(xc * scale, dim=-1)
     totals = xc.to(_acc_dtype(x.dtype)).sum(-1) * scale  # accurate chunk totals
-    offsets = torch.remainder(torch.cumsum(totals, dim=-1) - totals, TWO_PI).to(x.dtype)
-    phase = torch.remainder(within + offsets[..., None], TWO_PI)
+    offsets = torch.remainder(torch.cumsum(totals, dim=-1) - totals, (2.0 * math.pi)).to(x.dtype)
+    phase = torch.remainder(within + offsets[..., None], (2.0 * math.pi))
     return phase.reshape(*x.shape[:-1], n_chunks * _CHUNK)[..., :n].movedim(-1, dim)
 
 
@@ -50,7 +63,8 @@ def segment_phase_totals(f_frames_hz: Tensor, sample_rate: float, hop: int) -> T
     """Phase accumulated over each frame segment (unwrapped, float64; float32 for half inputs)
     for linearly interpolated frequency: f_frames_hz [batch, n_frames + 1, channels] (the frame
     after the last: the next frame, or the last repeated) -> [batch, n_frames, channels]."""
-    w = f_frames_hz.to(_acc_dtype(f_frames_hz.dtype)) * (TWO_PI / sample_rate)
+    w = f_frames_hz.to(_acc_dtype(f_frames_hz.dtype))
+    w = w * _constant((2.0 * math.pi) / sample_rate, w)
     # Sum over m = 0..hop-1 of w_j + (w_{j+1} - w_j) m / hop.
     return hop * w[:, :-1] + (w[:, 1:] - w[:, :-1]) * ((hop - 1) / 2.0)
 
@@ -75,7 +89,7 @@ def segment_start_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
     start = torch.cumsum(totals, dim=1) - totals
     if initial_phase is not None:
         start = start + initial_phase.to(start.dtype)[:, None]
-    return torch.remainder(start, TWO_PI)
+    return torch.remainder(start, _constant(2.0 * math.pi, start))
 
 
 def segment_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
@@ -95,11 +109,11 @@ def segment_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
     init = initial_phase[:, None] if initial_phase is not None else None
     start = segment_start_phase(f_frames_hz[..., None], sample_rate, hop, init)[..., 0]
     dtype = f_frames_hz.dtype
-    omega = f_frames_hz * (TWO_PI / sample_rate)
+    omega = f_frames_hz * ((2.0 * math.pi) / sample_rate)
     m = torch.arange(hop, device=f_frames_hz.device, dtype=dtype)
     w0, w1 = omega[:, :-1, None], omega[:, 1:, None]
     within = (m + 1.0) * w0 + (w1 - w0) * (m * (m + 1.0) / (2.0 * hop))
-    return torch.remainder(within + start.to(dtype)[..., None], TWO_PI)
+    return torch.remainder(within + start.to(dtype)[..., None], (2.0 * math.pi))
 
 
 def segment_end_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
@@ -109,4 +123,4 @@ def segment_end_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
     total = segment_phase_totals(f_frames_hz[..., None], sample_rate, hop)[..., 0].sum(1)
     if initial_phase is not None:
         total = total + initial_phase.to(total.dtype)
-    return torch.remainder(total, TWO_PI)
+    return torch.remainder(total, _constant(2.0 * math.pi, total))

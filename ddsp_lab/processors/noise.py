@@ -13,7 +13,7 @@ _MASK32 = 0xFFFFFFFF
 def _mul32(x, c: int):
     """(x * c) mod 2**32 for x in [0, 2**32) (an int64 tensor or an int), without int64 overflow."""
     lo, hi = c & 0xFFFF, c >> 16
-    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _MASK32
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & 0xFFFFFFFF  # a literal: TorchScript reads no globals
 
 
 def _hash32(x):
@@ -45,13 +45,24 @@ class PositionalNoise:
     def __repr__(self) -> str:
         return f"PositionalNoise(seed={self.seed}, stream={self.stream_id})"
 
+    def key(self) -> int:
+        """The 32-bit key of (seed, stream) that `uniform_at` mixes with rows and positions."""
+        return int(_hash32((self.seed & _MASK32) ^ _hash32(((self.seed >> 32) & _MASK32) ^ (self.stream_id & _MASK32))))
+
     def uniform(self, batch: int, start: int, n: int, dtype: torch.dtype = torch.float32,
                 device: torch.device | str | None = None) -> Tensor:
         """[batch, n] values for positions start .. start + n - 1, in [-1, 1)."""
-        key = _hash32((self.seed & _MASK32) ^ _hash32(((self.seed >> 32) & _MASK32) ^ (self.stream_id & _MASK32)))
-        rows = torch.arange(batch, dtype=torch.int64, device=device)[:, None]
-        pos = start + torch.arange(n, dtype=torch.int64, device=device)[None, :]
-        h = _hash32(_hash32(key ^ rows ^ 0x9E3779B9) ^ (pos >> 32) ^ 0x85EBCA6B)
-        h = _hash32(h ^ (pos & _MASK32))
-        unit = (h >> 8).to(torch.float64) * (1.0 / (1 << 24))  # 24 bits: exact in float32
-        return (unit * 2.0 - 1.0).to(dtype)
+        pos = start + torch.arange(n, dtype=torch.int64, device=device)
+        return uniform_at(self.key(), pos, batch).to(dtype)
+
+
+def uniform_at(key: int, positions: Tensor, batch: int) -> Tensor:
+    """PositionalNoise's values [batch, n] (float64, in [-1, 1)) at int64 sample positions [n] for
+    a key (PositionalNoise.key()). TorchScript- and ONNX-exportable (ddsp_lab.export draws the
+    same noise)."""
+    rows = torch.arange(batch, dtype=torch.int64, device=positions.device)[:, None]
+    pos = positions[None, :]
+    h = _hash32(_hash32((rows ^ key) ^ 0x9E3779B9) ^ (pos >> 32) ^ 0x85EBCA6B)
+    h = _hash32(h ^ (pos & 0xFFFFFFFF))
+    unit = (h >> 8).to(torch.float64) * (1.0 / 16777216.0)  # 24 bits: exact in float32
+    return unit * 2.0 - 1.0
