@@ -128,3 +128,58 @@ class StreamingModel(nn.Module):
         frames = x[:, :, ::self.hop].transpose(1, 2)  # [1, frames, channels]
         z = frames[..., 2:] if x.shape[1] > 2 else None
         return self(frames[..., 0], frames[..., 1], z)[:, None]
+
+
+class LiveTransfer:
+    """Timbre transfer of a live signal: one block of audio in, one block of the model's audio out.
+
+    The input's features come from `ddsp_lab.features.LiveFeatures` (loudness and CREPE pitch per
+    frame, as offline, `features.latency` samples late); frames CREPE is unsure of (confidence
+    below `threshold`) keep the pitch of the last confident frame and are attenuated by
+    `attenuate_db`, as the offline transfer does; `pitch_shift` (semitones) and `loudness_shift`
+    (dB) apply to every frame; the StreamingModel renders them. `latency` = the features' plus the
+    synth's (1088 samples, 68 ms, at 16 kHz). The input must be at the model's rate.
+
+    Args:
+        model: a supervised DDSP (f0 and loudness controls). block_size: as StreamingModel.
+        crepe_model: 'tiny' (fast enough on CPU) or 'full'.
+    """
+
+    def __init__(self, model, block_size: int, crepe_model: str = "tiny", pitch_shift: float = 0.0,
+                 loudness_shift: float = 0.0, threshold: float = 0.5, attenuate_db: float = 20.0,
+                 seed: int | None = 0):
+        from .features import FeatureSettings
+        from .features.live import LiveFeatures
+
+        self.stream = StreamingModel(model, block_size, seed=seed)
+        if self.stream.takes_z:
+            raise ValueError("LiveTransfer: this model decodes z from audio (a ZEncoder): live z is not implemented; "
+                             "use a model without z, or StreamingModel with z given")
+        settings = model.feature_settings or FeatureSettings(model.sample_rate, model.frame_rate)
+        self.features = LiveFeatures(settings, block_size, crepe_model)
+        self.pitch_shift, self.loudness_shift = float(pitch_shift), float(loudness_shift)
+        self.threshold, self.attenuate_db = float(threshold), float(attenuate_db)
+        self.latency = self.features.latency + self.stream.latency
+        self.block_size, self.sample_rate = self.stream.block_size, model.sample_rate
+        self._held = torch.zeros(1, 1)
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self.features.reset()
+        self._held = torch.zeros(1, 1)
+
+    def controls(self, f0_hz: Tensor, confidence: Tensor, loudness_db: Tensor) -> tuple[Tensor, Tensor]:
+        """One block of tracked features -> the model's (f0, loudness): held pitch, attenuation, shifts."""
+        from .apps.curves import hold_f0
+
+        on = confidence >= self.threshold
+        held = hold_f0(torch.cat([self._held, f0_hz], -1)[0], torch.cat([torch.ones(1, dtype=torch.bool), on[0]]))
+        f0 = held[1:][None]
+        self._held = f0[:, -1:]
+        ld = torch.where(on, loudness_db, loudness_db - self.attenuate_db)
+        return f0 * 2.0 ** (self.pitch_shift / 12.0), ld + self.loudness_shift
+
+    def __call__(self, audio: Tensor) -> Tensor:
+        """The next block of input [1, block_size] -> the next block of output [1, block_size]."""
+        f0, ld = self.controls(*self.features(audio))
+        return self.stream(f0, ld)

@@ -123,3 +123,57 @@ def test_the_oscillator_phase_stays_exact_over_an_hour_of_blocks():
         assert err < 1e-3, (k, err)
     assert abs(math.sin(closed)) > 0.1  # a sample worth comparing: the block's last is sin of the phase after it
     assert abs(float(audio[0, -1]) - 0.5 * math.sin(closed)) < 1e-3
+
+
+def _sung(seconds: float, sr: int) -> torch.Tensor:
+    """A harmonic tone gliding up half an octave with vibrato, quieter for its last third."""
+    t = torch.arange(int(seconds * sr)) / sr
+    f0 = 220 * 2 ** (0.5 * t / seconds + 0.01 * torch.sin(2 * math.pi * 5 * t))
+    phase = torch.cumsum(2 * math.pi * f0.double() / sr, 0)
+    x = sum(torch.sin(k * phase) / k for k in range(1, 8)) * 0.3 * torch.clamp(t / 0.1, max=1)
+    return (x * (1 - 0.5 * (t > 2 * seconds / 3))).float()
+
+
+def test_live_features_equal_the_offline_features_delayed_by_their_latency():
+    from ddsp_lab import features
+    from ddsp_lab.features import FeatureSettings
+    from ddsp_lab.features.live import LiveFeatures
+
+    x = _sung(3.072, 16000)  # whole blocks
+    settings = FeatureSettings(16000, 250, crepe_model="tiny", viterbi=False)
+    offline = features.compute(x, 16000, settings)
+    live = LiveFeatures(settings, block_size=512)
+    assert live.delay_frames == 16 and live.latency == 1024  # the loudness window's half: 2048 / 2 samples
+    out = [live(x[None, i:i + 512]) for i in range(0, x.numel(), 512)]
+    f0, confidence, loudness = (torch.cat([o[k] for o in out], -1)[0] for k in range(3))
+    d, m = live.delay_frames, x.numel() // 64 - live.delay_frames
+    assert float(loudness[:d].max()) == -120.0 and float(f0[:d].abs().max()) == 0.0  # before the signal
+    torch.testing.assert_close(loudness[d:], offline["loudness_db"][0, :m], rtol=0, atol=1e-3)
+    torch.testing.assert_close(confidence[d:], offline["f0_confidence"][0, :m], rtol=0, atol=1e-4)
+    cents = 1200 * torch.log2(f0[d:] / offline["f0_hz"][0, :m]).abs()
+    assert float(cents.max()) < 0.1
+    with pytest.raises(ValueError, match=r"audio must be one block \[1, 512\]"):
+        live(x[None, :500])
+
+
+def test_live_transfer_is_the_offline_analysis_and_render_delayed_by_its_latency(model):
+    from ddsp_lab import features
+    from ddsp_lab.apps.curves import hold_f0
+    from ddsp_lab.features import FeatureSettings
+    from ddsp_lab.streaming import LiveTransfer
+
+    x = _sung(2.048, 16000)
+    live = LiveTransfer(model, block_size=512, pitch_shift=-12.0)
+    assert live.latency == 1024 + 64
+    out = torch.cat([live(x[None, i:i + 512])[0] for i in range(0, x.numel(), 512)])
+    got = features.compute(x, 16000, FeatureSettings(16000, 250, crepe_model="tiny", viterbi=False))
+    d, n = live.features.delay_frames, x.numel() // 64
+    f0 = torch.cat([torch.zeros(d), got["f0_hz"][0]])[:n]
+    conf = torch.cat([torch.zeros(d), got["f0_confidence"][0]])[:n]
+    ld = torch.cat([torch.full((d,), -120.0), got["loudness_db"][0]])[:n]
+    on = conf >= 0.5
+    f0 = hold_f0(torch.cat([torch.zeros(1), f0]), torch.cat([torch.ones(1, dtype=torch.bool), on]))[1:] / 2
+    ld = torch.where(on, ld, ld - 20.0)
+    offline = model.render({"f0_hz": f0[None, :, None], "loudness_db": ld[None, :, None]}, seed=0)[0]
+    assert float(out[:64].abs().max()) == 0.0 and float(offline.abs().max()) > 1e-2
+    assert float((out[64:] - offline[:-64]).abs().max()) < 1e-4
