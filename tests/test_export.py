@@ -10,30 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from ddsp_lab.cli import CONF_DIR
 from ddsp_lab.export import BlockEngine, ScriptedStream, export
 from ddsp_lab.export.files import run_exported
 from ddsp_lab.streaming import StreamingModel
-from ddsp_lab.training import build_model
+from test_streaming import _model  # the tiny model with a 3 s reverb worth hearing
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 CLI = Path(sys.executable).with_name("ddsp-lab")
-
-
-def _model(*overrides: str):
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=tiny", "synth=harmonic_noise_reverb", "run_dir=unused",
-                                          "data.path=unused", "model.f0_metric=false", *overrides])
-    torch.manual_seed(0)
-    model = build_model(cfg).model.eval()
-    for node in model.synth.processors:
-        if getattr(node, "ir", None) is not None:  # a room worth hearing (trained IRs start near silence)
-            with torch.no_grad():
-                n = node.ir.numel()
-                node.ir.copy_(0.05 * torch.exp(-4.0 * torch.arange(n) / 24000.0) * torch.randn(n))
-    return model
 
 
 def _controls(seconds: float, per: int, z_dims: int = 0) -> torch.Tensor:

@@ -17,15 +17,17 @@ pytestmark = pytest.mark.usefixtures("one_intra_op_thread")  # blocks are small 
 
 
 def _model(*overrides: str):
+    """The tiny model, untrained, as `ddsp-lab train experiment=tiny synth=harmonic_noise_reverb` builds it."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=tiny", "synth=harmonic_noise_reverb", "run_dir=unused",
                                           "data.path=unused", "model.f0_metric=false", *overrides])
     torch.manual_seed(0)
     model = build_model(cfg).model.eval()
-    node = model.synth.processors[-1]
-    with torch.no_grad():  # a room worth hearing: 1.5 s of decaying noise (trained IRs start near silence)
-        n = node.ir.numel()
-        node.ir.copy_(0.05 * torch.exp(-4.0 * torch.arange(n) / 24000.0) * torch.randn(n))
+    for node in model.synth.processors:
+        if getattr(node, "ir", None) is not None:  # a room worth hearing (trained IRs start near silence)
+            with torch.no_grad():  # 1.5 s of decaying noise
+                n = node.ir.numel()
+                node.ir.copy_(0.05 * torch.exp(-4.0 * torch.arange(n) / 24000.0) * torch.randn(n))
     return model
 
 
