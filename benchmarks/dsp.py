@@ -11,7 +11,8 @@ FilteredNoise 65 + 3 s trainable Reverb + loss) forward + backward.
 Prints seconds (median of --repeats after warm-up), real-time factor (audio seconds per second),
 peak memory of the job (CPU: RSS high-water mark of a fresh subprocess above its baseline; CUDA:
 max_memory_allocated), the speed-up over the plain reference-style torch baseline timed in the same
-run (`baseline_plain.py`, jobs a and d) and over the reference library's recorded figures
+run (`baseline_plain.py`, jobs a and d; for b, each frame's FIR designed and FFT-convolved, as
+dsp.frequency_filter did before its design matrix) and over the reference library's recorded figures
 (TF 2.13, tf.function, quiet 2-core machine: ../shared/oracle/tf_timings.json, labelled 'TF rec.').
 """
 from __future__ import annotations
@@ -78,6 +79,12 @@ def build_job(job: str, impl: str, device: str):
 
     def job_b():
         with torch.no_grad():
+            if impl == "baseline":  # each frame's FIR designed, then FFT-convolved (frequency_filter before its design matrix)
+                from ddsp_lab import dsp
+
+                mags = noise.get_controls(x["noise_magnitudes"])["magnitudes"]
+                white = torch.rand(BATCH, N_SAMPLES, device=device) * 2.0 - 1.0
+                return dsp.fft_convolve(white, dsp.frequency_impulse_response(mags, noise.window_size))
             return noise(x["noise_magnitudes"])
 
     audio = x["audio"].clone().requires_grad_(True)
@@ -210,7 +217,7 @@ def main() -> None:
               f"({FASTEST_PORT_SIN_S * 1000:.0f} ms where the fastest port's figures were taken)")
     for job in args.jobs.split(","):
         variants = [("ddsp_lab", False)] + ([] if args.no_compile else [("ddsp_lab", True)])
-        if job in ("a", "d") and not args.no_baseline:
+        if job in ("a", "b", "d") and not args.no_baseline:
             variants.append(("baseline", False))
         for impl, compiled in variants:
             rows.append(run_child(args, job, impl, compiled))

@@ -299,3 +299,23 @@ def test_fast_fft_size_is_the_smallest_power_of_two_or_three_times_one_that_fits
     got = {n: fast_fft_size(n) for n in (1, 2, 3, 5, 191, 192, 193, 256, 257, 385, 111999)}
     assert got == {1: 1, 2: 2, 3: 3, 5: 6, 191: 192, 192: 192, 193: 256, 256: 256, 257: 384, 385: 512,
                    111999: 131072}
+
+
+@pytest.mark.parametrize("window_size,n_bands", [(257, 65), (0, 65), (65, 65), (40, 16)],
+                         ids=["full window", "no window", "shortened (complex path)", "shortened, 16 bands"])
+def test_frequency_filter_by_its_design_matrix_equals_designing_and_convolving_each_filter(window_size, n_bands, dtype):
+    """frequency_filter forms the filters' spectra as magnitudes @ a cached design matrix (real up to
+    the causal shift for symmetric designs): the values and gradients of designing each FIR and
+    convolving by FFT."""
+    torch.manual_seed(0)
+    audio = torch.rand(3, 6400, dtype=dtype) * 2 - 1
+    mags = torch.rand(3, 100, n_bands, dtype=dtype, requires_grad=True)
+    got = frequency_filter(audio, mags, window_size)
+    want = fft_convolve(audio, frequency_impulse_response(mags, window_size))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(got, want, rtol=0, atol=tol * float(want.abs().max()))
+    g_got, = torch.autograd.grad(got.square().sum(), mags)
+    g_want, = torch.autograd.grad(want.square().sum(), mags)
+    torch.testing.assert_close(g_got, g_want, rtol=0, atol=tol * 10 * float(g_want.abs().max()))
+    broadcast = frequency_filter(audio, mags[:1].detach(), window_size)  # one set of filters for every row
+    torch.testing.assert_close(broadcast[1], frequency_filter(audio[1:2], mags[:1].detach(), window_size)[0])
