@@ -319,3 +319,15 @@ def test_frequency_filter_by_its_design_matrix_equals_designing_and_convolving_e
     torch.testing.assert_close(g_got, g_want, rtol=0, atol=tol * 10 * float(g_want.abs().max()))
     broadcast = frequency_filter(audio, mags[:1].detach(), window_size)  # one set of filters for every row
     torch.testing.assert_close(broadcast[1], frequency_filter(audio[1:2], mags[:1].detach(), window_size)[0])
+
+
+def test_a_design_matrix_first_made_in_inference_mode_serves_training():
+    """Lightning validates in inference mode before it trains: the cached design must be a plain tensor."""
+    from ddsp_lab.dsp import filters
+
+    filters._DESIGN_CACHE.clear()
+    audio, mags = torch.rand(2, 640) - 0.5, torch.rand(2, 10, 33, requires_grad=True)
+    with torch.inference_mode():
+        frequency_filter(audio, mags.detach(), 0)
+    frequency_filter(audio, mags, 0).square().sum().backward()
+    assert mags.grad is not None and bool(torch.isfinite(mags.grad).all())

@@ -279,17 +279,21 @@ def design_spectrum(n_freq: int, window_size: int, fft_size: int, dtype: torch.d
     if key not in _DESIGN_CACHE:
         if len(_DESIGN_CACHE) > 64:
             _DESIGN_CACHE.clear()
-        design = frequency_impulse_response(torch.eye(n_freq, dtype=torch.float64)[None], window_size)[0]
-        spectrum = torch.fft.rfft(design, n=fft_size)
-        shift = design.shape[-1] // 2
-        k = torch.arange(spectrum.shape[-1], dtype=torch.float64)
-        advanced = spectrum * torch.exp(2j * math.pi * k * shift / fft_size)
-        if float(advanced.imag.abs().max()) <= 1e-12 * max(1.0, float(advanced.real.abs().max())):
-            _DESIGN_CACHE[key] = (advanced.real.to(dtype).contiguous().to(device), None, shift)
-        else:
-            _DESIGN_CACHE[key] = (spectrum.real.to(dtype).contiguous().to(device),
-                                  spectrum.imag.to(dtype).contiguous().to(device), 0)
+        with torch.inference_mode(False), torch.no_grad():  # plain tensors: a first call in a validation loop
+            _DESIGN_CACHE[key] = _design_spectrum(n_freq, window_size, fft_size, dtype, device)  # serves training too
     return _DESIGN_CACHE[key]
+
+
+def _design_spectrum(n_freq: int, window_size: int, fft_size: int, dtype: torch.dtype,
+                     device: torch.device | str) -> tuple[Tensor, Tensor | None, int]:
+    design = frequency_impulse_response(torch.eye(n_freq, dtype=torch.float64)[None], window_size)[0]
+    spectrum = torch.fft.rfft(design, n=fft_size)
+    shift = design.shape[-1] // 2
+    k = torch.arange(spectrum.shape[-1], dtype=torch.float64)
+    advanced = spectrum * torch.exp(2j * math.pi * k * shift / fft_size)
+    if float(advanced.imag.abs().max()) <= 1e-12 * max(1.0, float(advanced.real.abs().max())):
+        return advanced.real.to(dtype).contiguous().to(device), None, shift
+    return spectrum.real.to(dtype).contiguous().to(device), spectrum.imag.to(dtype).contiguous().to(device), 0
 
 
 def sinc(x: Tensor, threshold: float = 1e-20) -> Tensor:
