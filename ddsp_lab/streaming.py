@@ -146,7 +146,7 @@ class LiveTransfer:
     """
 
     def __init__(self, model, block_size: int, crepe_model: str = "tiny", pitch_shift: float = 0.0,
-                 loudness_shift: float = 0.0, threshold: float = 0.5, attenuate_db: float = 20.0,
+                 loudness_shift: float = 0.0, threshold: float | None = None, attenuate_db: float = 20.0,
                  seed: int | None = 0):
         from .features import FeatureSettings
         from .features.live import LiveFeatures
@@ -158,7 +158,10 @@ class LiveTransfer:
         settings = model.feature_settings or FeatureSettings(model.sample_rate, model.frame_rate)
         self.features = LiveFeatures(settings, block_size, crepe_model)
         self.pitch_shift, self.loudness_shift = float(pitch_shift), float(loudness_shift)
-        self.threshold, self.attenuate_db = float(threshold), float(attenuate_db)
+        from .apps.curves import CONFIDENT
+
+        self.threshold = float(CONFIDENT if threshold is None else threshold)  # the offline transfer's
+        self.attenuate_db = float(attenuate_db)
         self.latency = self.features.latency + self.stream.latency
         self.block_size, self.sample_rate = self.stream.block_size, model.sample_rate
         self._held = torch.zeros(1, 1)

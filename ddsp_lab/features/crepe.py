@@ -71,7 +71,11 @@ def crepe_frames(audio16: Tensor, hop: int, n_frames: int) -> Tensor:
     need = (n_frames - 1) * hop + CREPE_WINDOW
     if padded.shape[-1] < need:
         padded = torch.nn.functional.pad(padded, (0, need - padded.shape[-1]))
-    frames = padded.unfold(-1, CREPE_WINDOW, hop)[:, :n_frames].reshape(-1, CREPE_WINDOW)
+    return normalize_frames(padded.unfold(-1, CREPE_WINDOW, hop)[:, :n_frames].reshape(-1, CREPE_WINDOW))
+
+
+def normalize_frames(frames: Tensor) -> Tensor:
+    """[n, 1024] frames -> zero mean, unit standard deviation each, as CREPE expects (out of place)."""
     frames = frames - frames.mean(dim=1, keepdim=True)
     return frames / frames.std(dim=1, keepdim=True).clamp(min=1e-10)
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .. import dsp
-from .crepe import CREPE_SAMPLE_RATE, CREPE_WINDOW, CrepeF0
+from .crepe import CREPE_SAMPLE_RATE, CREPE_WINDOW, CrepeF0, normalize_frames
 from .framing import frame_hop
 from .loudness import loudness_n_fft
 from .settings import FeatureSettings
@@ -109,6 +109,4 @@ class LiveFeatures:
             centre16 = (start + self.half - a) * CREPE_SAMPLE_RATE // self.sample_rate
             x16 = x16[:, centre16 - CREPE_WINDOW // 2:]
         frames = x16[:, :(f - 1) * self.hop16 + CREPE_WINDOW].unfold(-1, CREPE_WINDOW, self.hop16).reshape(-1, CREPE_WINDOW)
-        frames = frames - frames.mean(dim=1, keepdim=True)
-        frames = frames / frames.std(dim=1, keepdim=True).clamp(min=1e-10)
-        return self.crepe.decode(self.crepe._net(frames)[None])
+        return self.crepe.decode(self.crepe._net(normalize_frames(frames))[None])
