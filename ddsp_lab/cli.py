@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
             "quickstart": _quickstart, "export": _export, **{name: _app(name) for name in APPS}}[command]
     os.environ["DDSP_LAB_COMMAND"] = command
     sys.argv = [sys.argv[0], *overrides]
+    from .runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # CPU DSP without page faults for every fresh tensor (DDSP_LAB_MALLOC_TUNING=0: off)
 
     def checked(cfg) -> None:
         _argv_of_this_job()

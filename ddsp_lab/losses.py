@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from . import dsp
 from .dsp._checks import check_choice
+from .dsp.spectral import hop_blocks, magnitude_of, overlap_add_windowed, squeeze_audio, windowed_blocks
 from .dsp.units import safe_divide
 
 LOSS_TYPES = ("L1", "L2", "COSINE")
@@ -47,8 +48,7 @@ class _L1MagLogmag(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec_x: Tensor, mag_t: Tensor) -> Tensor:
-        ri = torch.view_as_real(spec_x)
-        mag_x = torch.sqrt(ri[..., 0] ** 2 + ri[..., 1] ** 2)
+        mag_x = magnitude_of(spec_x)
         diff = mag_x - mag_t
         n = diff.numel()
         terms = torch.stack([diff.abs().sum(), (dsp.safe_log(mag_x) - dsp.safe_log(mag_t)).abs().sum()]) / n
@@ -63,6 +63,46 @@ class _L1MagLogmag(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         u, inv = ctx.saved_tensors
         return u * (grad[0] + grad[1] * inv), None
+
+
+class _L1SpectralScale(torch.autograd.Function):
+    """One scale of the paper's loss from the audio, fused end to end: windowed frames, rfft,
+    (mean|Mx - Mt|, mean|log Mx - log Mt|). The backward pass is the adjoint of each step written
+    out: the two terms' common factor sign(Mx - Mt) X / (n Mx) (see _L1MagLogmag), the adjoint of
+    rfft as one inverse real FFT (N irfft(G) with the bins that have a conjugate twin halved;
+    autograd's rfft backward is a full complex FFT), then the adjoint of framing, overlap-added.
+    Needs frame_size a multiple of hop (frames are shifted views of hop blocks) and pad_end.
+    """
+
+    @staticmethod
+    def forward(ctx, audio: Tensor, mag_t: Tensor, frame_size: int, hop: int) -> Tensor:
+        n_frames, r = max(1, -(-audio.shape[-1] // hop)), frame_size // hop
+        fft_size = 1 << math.ceil(math.log2(frame_size))
+        window = torch.hann_window(frame_size, periodic=True, dtype=audio.dtype, device=audio.device)
+        blocks = hop_blocks(audio, n_frames, r, hop)
+        spec = torch.fft.rfft(windowed_blocks(blocks, window, r, n_frames), n=fft_size)
+        mag_x = magnitude_of(spec)
+        positive = mag_x > 0
+        diff = mag_x - mag_t
+        n = diff.numel()
+        log_gap = torch.where(positive, mag_x, 1e-5).log_().sub_(dsp.safe_log(mag_t))
+        terms = torch.stack([diff.abs().sum(), log_gap.abs().sum()]) / n
+        if ctx.needs_input_grad[0]:
+            inv = torch.where(positive, mag_x, math.inf).reciprocal_()  # 0 where Mx = 0
+            ctx.save_for_backward(spec, diff.sign_().mul_(inv).div_(n), inv, window)
+            ctx.sizes = (frame_size, fft_size, r, blocks.shape, audio.shape[-1])
+        return terms
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        spec, u, inv, window = ctx.saved_tensors
+        frame_size, fft_size, r, blocks_shape, n = ctx.sizes
+        coef = torch.addcmul(grad[0].expand_as(inv), inv, grad[1].expand_as(inv)).mul_(u).mul_(fft_size)
+        coef[..., 1:fft_size // 2] *= 0.5  # bins whose conjugate twin the one-sided spectrum omits
+        g_spec = torch.view_as_complex(torch.view_as_real(spec) * coef[..., None])
+        frames = torch.fft.irfft(g_spec, n=fft_size)[..., :frame_size]
+        blocks = overlap_add_windowed(frames, window, r, blocks_shape)
+        return blocks.reshape(*blocks_shape[:-2], -1)[..., :n], None, None, None
 
 
 def _check_pair(target_audio: Tensor, audio: Tensor) -> None:
@@ -127,7 +167,11 @@ class MultiScaleSpectralLoss(nn.Module):
         for size in self.fft_sizes:
             with torch.no_grad() if not target_audio.requires_grad else torch.enable_grad():
                 mag_t = dsp.compute_mag(target_audio, size, self.overlap)
-            if fused:
+            hop = int(size * (1.0 - self.overlap))
+            if fused and hop >= 1 and size % hop == 0:
+                pair = _L1SpectralScale.apply(squeeze_audio(audio), mag_t, size, hop)
+                scale_terms = {k: pair[i] for i, k in enumerate(("mag", "logmag")) if self.weights[k]}
+            elif fused:
                 pair = _L1MagLogmag.apply(dsp.stft(audio, size, self.overlap), mag_t)
                 scale_terms = {k: pair[i] for i, k in enumerate(("mag", "logmag")) if self.weights[k]}
             else:

@@ -344,3 +344,19 @@ def test_readme_prepare_train_resume_as_typed(tmp_path):
     assert len(sweeps) == 1 and len(jobs) == 2 and all("lr=" in j for j in jobs), jobs
     for job in jobs:
         assert torch.load(sweeps[0] / job / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 20
+
+
+def test_cpu_allocator_tuning_applies_on_glibc_and_is_switched_off_by_its_variable():
+    """`ddsp-lab` tunes glibc malloc (ddsp_lab.runtime); DDSP_LAB_MALLOC_TUNING=0 leaves it alone."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    code = "from ddsp_lab.runtime import tune_cpu_allocator; print(tune_cpu_allocator())"
+    env = {k: v for k, v in os.environ.items() if k != "DDSP_LAB_MALLOC_TUNING"}
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "DDSP_LAB_MALLOC_TUNING": "0"})
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert on.stdout.strip() == str(glibc) and off.stdout.strip() == "False"

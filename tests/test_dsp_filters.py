@@ -303,17 +303,20 @@ def test_fast_fft_size_is_the_smallest_power_of_two_or_three_times_one_that_fits
 
 @pytest.mark.parametrize("window_size,n_bands", [(257, 65), (0, 65), (65, 65), (40, 16)],
                          ids=["full window", "no window", "shortened (complex path)", "shortened, 16 bands"])
-def test_frequency_filter_by_its_design_matrix_equals_designing_and_convolving_each_filter(window_size, n_bands, dtype):
+@pytest.mark.parametrize("hop", (64, 192), ids=["16 kHz hop (shift rolls hop chunks)", "48 kHz hop (shift rolls samples)"])
+def test_frequency_filter_by_its_design_matrix_equals_designing_and_convolving_each_filter(window_size, n_bands, hop, dtype):
     """frequency_filter forms the filters' spectra as magnitudes @ a cached design matrix (real up to
-    the causal shift for symmetric designs): the values and gradients of designing each FIR and
-    convolving by FFT."""
+    the causal shift for symmetric designs, applied as a roll of each block in the overlap-add): the
+    values and gradients of designing each FIR and convolving by FFT, with and without autograd."""
     torch.manual_seed(0)
-    audio = torch.rand(3, 6400, dtype=dtype) * 2 - 1
+    audio = torch.rand(3, 100 * hop, dtype=dtype) * 2 - 1
     mags = torch.rand(3, 100, n_bands, dtype=dtype, requires_grad=True)
     got = frequency_filter(audio, mags, window_size)
     want = fft_convolve(audio, frequency_impulse_response(mags, window_size))
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(got, want, rtol=0, atol=tol * float(want.abs().max()))
+    with torch.no_grad():  # the filtering multiplies the block spectra in place
+        torch.testing.assert_close(frequency_filter(audio, mags, window_size), want, rtol=0, atol=tol * float(want.abs().max()))
     g_got, = torch.autograd.grad(got.square().sum(), mags)
     g_want, = torch.autograd.grad(want.square().sum(), mags)
     torch.testing.assert_close(g_got, g_want, rtol=0, atol=tol * 10 * float(g_want.abs().max()))

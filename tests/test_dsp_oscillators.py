@@ -125,6 +125,35 @@ def test_fast_path_equals_resample_plus_oscillator_bank(method, seed):
     torch.testing.assert_close(fast, oscillator_bank(f_env, a_env, 16000), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("grad", (False, True))
+def test_cpu_path_skipping_silent_harmonics_equals_every_harmonic(grad, seed):
+    """The eager CPU path computes sines only for harmonics audible somewhere in a block and masks
+    only those crossing Nyquist inside it; values and gradients are the all-harmonics kernel's."""
+    from ddsp_lab.dsp.oscillators import _harmonic_chunk, _harmonic_chunk_host
+
+    batch, n_seg, hop, n_h, nyq = 3, 6, 16, 40, 8000.0
+    f0 = torch.tensor([90.0, 400.0, 9000.0])[:, None, None]  # row 2: every harmonic above Nyquist
+    glide = torch.linspace(0.0, 1.0, n_seg * hop).reshape(1, n_seg, hop)
+    f_sample = f0 * (1.0 + glide)  # harmonics cross Nyquist inside the block, sample by sample
+    phase = torch.rand(batch, n_seg, hop) * 6.0
+    amps_a = torch.rand(batch, n_seg, n_h, requires_grad=grad)
+    amps_b = torch.rand(batch, n_seg, n_h, requires_grad=grad)
+    w_b = torch.linspace(0.0, 1.0, hop)
+    args = (phase, f_sample, amps_a, amps_b, 1.0 - w_b, w_b, nyq)
+    with torch.set_grad_enabled(grad):
+        every = _harmonic_chunk(*args)
+        work = None if grad else torch.full((batch * n_seg * n_h * hop,), float("nan"))
+        skipping = _harmonic_chunk_host(*args, work=work)
+    torch.testing.assert_close(skipping, every, rtol=1e-6, atol=1e-6)
+    assert skipping[2].abs().max() == 0.0 and every[0].abs().max() > 0.1
+    if grad:
+        g = torch.randn_like(every)
+        ga = torch.autograd.grad((every * g).sum(), (amps_a, amps_b))
+        gs = torch.autograd.grad((_harmonic_chunk_host(*args) * g).sum(), (amps_a, amps_b))
+        for x, y in zip(ga, gs):
+            torch.testing.assert_close(y, x, rtol=1e-6, atol=1e-6)
+
+
 def test_general_path_handles_lengths_that_are_not_a_multiple():
     f0, amps = _frames(440.0, 10, dtype=torch.float64), _frames(0.5, 10, dtype=torch.float64)
     audio = harmonic_synthesis(f0, amps, n_samples=1001, sample_rate=16000, amp_resample_method="linear")

@@ -65,16 +65,25 @@ def frequency_impulse_response(magnitudes: Tensor, window_size: int = 0) -> Tens
     return apply_window_to_impulse_response(ir, window_size)
 
 
-def _overlap_add(frames: Tensor, hop: int) -> Tensor:
-    """[batch, n_frames, frame_len] -> [batch, (n_frames - 1) * hop + frame_len]."""
+def _overlap_add(frames: Tensor, hop: int, rotate: int = 0, length: int | None = None) -> Tensor:
+    """[batch, n_frames, frame_len] -> [batch, (n_frames - 1) * hop + frame_len].
+
+    rotate: overlap-add every frame rolled right by that many samples (circular, a multiple of hop
+    that divides frame_len: the roll is then an order of the hop chunks, no copy). length: only
+    the first `length` samples of each (rolled) frame can be non-zero; chunks past it are skipped.
+    """
     batch, n_frames, frame_len = frames.shape
+    if rotate and (rotate % hop or frame_len % hop):
+        frames, rotate = torch.roll(frames, rotate, -1), 0
     if n_frames == 1:
-        return frames[:, 0]
+        return torch.roll(frames[:, 0], rotate, -1) if rotate else frames[:, 0]
     r = -(-frame_len // hop)
-    x = torch.nn.functional.pad(frames, (0, r * hop - frame_len)).reshape(batch, n_frames, r, hop)
+    x = frames if r * hop == frame_len else torch.nn.functional.pad(frames, (0, r * hop - frame_len))
+    x = x.reshape(batch, n_frames, r, hop)
     out = frames.new_zeros(batch, n_frames + r - 1, hop)
-    for i in range(r):  # slice-adds into one buffer (autograd records them as CopySlices)
-        out[:, i:i + n_frames] += x[:, :, i]
+    shift = rotate // hop
+    for i in range(min(r, -(-length // hop)) if length else r):  # slice-adds into one buffer (CopySlices under autograd)
+        out[:, i:i + n_frames] += x[:, :, (i - shift) % r]
     return out.reshape(batch, -1)[:, : (n_frames - 1) * hop + frame_len]
 
 
@@ -246,13 +255,19 @@ def frequency_filter(audio: Tensor, magnitudes: Tensor, window_size: int = 0,
     real, imag, shift = design_spectrum(n_freq, window_size, fft_size, dtype, magnitudes.device)
     mags = magnitudes.to(dtype)
     frames = torch.nn.functional.pad(audio, (0, n_frames * frame_size - n_samples)).reshape(batch, n_frames, frame_size)
-    if imag is None:  # a zero-phase design: a real response, the causal shift applied to the block instead
-        spectrum = torch.fft.rfft(torch.nn.functional.pad(frames.to(dtype), (shift, 0)), n=fft_size)
-        blocks = torch.fft.irfft(spectrum * torch.matmul(mags, real), n=fft_size)
+    length = frame_size + ir_size - 1  # of each block's linear convolution
+    if imag is None:  # a zero-phase design: a real response; the causal shift rolls each block after
+        spectrum = torch.fft.rfft(frames.to(dtype), n=fft_size)
+        response = torch.matmul(mags, real)[..., None]
+        ri = torch.view_as_real(spectrum)  # complex times real through the real view: no complex copy
+        needs_spectrum = torch.is_grad_enabled() and (mags.requires_grad or frames.requires_grad)
+        filtered = ri * response if needs_spectrum else ri.mul_(response)
+        blocks = torch.fft.irfft(torch.view_as_complex(filtered), n=fft_size)
+        out = _overlap_add(blocks, frame_size, rotate=shift, length=length)
     else:
         response = torch.complex(torch.matmul(mags, real), torch.matmul(mags, imag))  # [batch | 1, n_frames, bins]
         blocks = torch.fft.irfft(torch.fft.rfft(frames.to(dtype), n=fft_size) * response, n=fft_size)
-    out = _overlap_add(blocks, frame_size)
+        out = _overlap_add(blocks, frame_size, length=length)
     return crop_and_compensate_delay(out, n_samples, ir_size, padding, -1)
 
 

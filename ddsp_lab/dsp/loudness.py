@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ._cache import cached_constant
 from ._checks import check_choice, check_sample_rate
-from .spectral import _squeeze_audio, frame
+from .spectral import squeeze_audio, frame
 from .units import DB_RANGE, amplitude_to_db, power_to_db
 
 PADDINGS = ("center", "same", "valid")
@@ -76,7 +76,7 @@ def compute_loudness(audio: Tensor, sample_rate: float = 16000, frame_rate: floa
         [batch, n_frames] (or [n_frames]) dB.
     """
     is_1d = audio.dim() == 1
-    x = _squeeze_audio(audio)
+    x = squeeze_audio(audio)
     hop = _hop(sample_rate, frame_rate)
     if hop > n_fft:
         raise ValueError(f"n_fft ({n_fft}) must be at least the hop sample_rate // frame_rate = {hop} "
@@ -94,7 +94,7 @@ def compute_rms_energy(audio: Tensor, sample_rate: float = 16000, frame_rate: fl
                        frame_size: int = 512, padding: str = "center") -> Tensor:
     """Root-mean-square amplitude per frame [batch, n_frames]."""
     is_1d = audio.dim() == 1
-    x = _squeeze_audio(audio)
+    x = squeeze_audio(audio)
     hop = _hop(sample_rate, frame_rate)
     if hop > frame_size:
         raise ValueError(f"frame_size ({frame_size}) must be at least the hop sample_rate // frame_rate "

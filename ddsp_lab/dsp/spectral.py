@@ -17,7 +17,7 @@ from ._checks import check_positive_int, check_rank
 from .units import safe_log
 
 
-def _squeeze_audio(audio: Tensor, name: str = "audio") -> Tensor:
+def squeeze_audio(audio: Tensor, name: str = "audio") -> Tensor:
     check_rank(name, audio, (1, 2, 3), "[batch, n_samples] (or [n_samples], [batch, n_samples, 1])")
     if audio.dim() == 3:
         if audio.shape[-1] != 1:
@@ -26,7 +26,7 @@ def _squeeze_audio(audio: Tensor, name: str = "audio") -> Tensor:
     return audio[None] if audio.dim() == 1 else audio
 
 
-def _hop_blocks(audio: Tensor, n_frames: int, r: int, hop_size: int) -> Tensor:
+def hop_blocks(audio: Tensor, n_frames: int, r: int, hop_size: int) -> Tensor:
     """[batch, n] -> [batch, n_frames + r - 1, hop] (zero-padded or cut): frame i is blocks i..i+r-1."""
     n = audio.shape[-1]
     total = (n_frames + r - 1) * hop_size
@@ -50,7 +50,7 @@ def frame(audio: Tensor, frame_size: int, hop_size: int, pad_end: bool = True) -
         n_frames = (n - frame_size) // hop_size + 1
     if frame_size % hop_size == 0:
         r = frame_size // hop_size
-        blocks = _hop_blocks(audio, n_frames, r, hop_size)
+        blocks = hop_blocks(audio, n_frames, r, hop_size)
         return torch.cat([blocks[..., i:i + n_frames, :] for i in range(r)], dim=-1)
     if pad_end:
         audio = torch.nn.functional.pad(audio, (0, max(0, (n_frames - 1) * hop_size + frame_size - n)))
@@ -65,20 +65,41 @@ class _FramesWindowed(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, blocks: Tensor, window: Tensor, r: int, n_frames: int) -> Tensor:
-        hop = blocks.shape[-1]
         ctx.save_for_backward(window)
         ctx.r, ctx.n_frames, ctx.shape = r, n_frames, blocks.shape
-        return torch.cat([blocks[..., i:i + n_frames, :] * window[i * hop:(i + 1) * hop]
-                          for i in range(r)], dim=-1)
+        return windowed_blocks(blocks, window, r, n_frames)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (window,) = ctx.saved_tensors
-        hop = ctx.shape[-1]
-        out = grad.new_zeros(ctx.shape)
-        for i in range(ctx.r):
-            out[..., i:i + ctx.n_frames, :] += grad[..., i * hop:(i + 1) * hop] * window[i * hop:(i + 1) * hop]
-        return out, None, None, None
+        return overlap_add_windowed(grad, window, ctx.r, ctx.shape), None, None, None
+
+
+def windowed_blocks(blocks: Tensor, window: Tensor, r: int, n_frames: int) -> Tensor:
+    """Frames [batch, n_frames, r * hop] of hop blocks [batch, n_frames + r - 1, hop] (frame i is
+    blocks i..i + r - 1), times the window (no autograd of its own: see windowed_frames)."""
+    hop = blocks.shape[-1]
+    out = blocks.new_empty(*blocks.shape[:-2], n_frames, r * hop)
+    for i in range(r):  # written in place: one pass, no per-slice temporaries to concatenate
+        torch.mul(blocks[..., i:i + n_frames, :], window[i * hop:(i + 1) * hop], out=out[..., i * hop:(i + 1) * hop])
+    return out
+
+
+def magnitude_of(spec: Tensor) -> Tensor:
+    """|spec| from the real view (re^2 + im^2 in one fused pass, then an in-place root): on CPU
+    about 2x faster than complex abs or hypot. No autograd of its own (see magnitude)."""
+    ri = torch.view_as_real(spec)
+    return torch.addcmul(ri[..., 0] * ri[..., 0], ri[..., 1], ri[..., 1]).sqrt_()
+
+
+def overlap_add_windowed(frames: Tensor, window: Tensor, r: int, blocks_shape: tuple[int, ...]) -> Tensor:
+    """The adjoint of windowed framing: frames [batch, n_frames, >= r * hop] times the window,
+    overlap-added into hop blocks [batch, n_frames + r - 1, hop] (one buffer)."""
+    hop, n_frames = blocks_shape[-1], blocks_shape[-2] - r + 1
+    out = frames.new_zeros(blocks_shape)
+    for i in range(r):
+        out[..., i:i + n_frames, :].addcmul_(frames[..., i * hop:(i + 1) * hop], window[i * hop:(i + 1) * hop])
+    return out
 
 
 class _Magnitude(torch.autograd.Function):
@@ -87,8 +108,7 @@ class _Magnitude(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec: Tensor) -> Tensor:
-        ri = torch.view_as_real(spec)
-        mag = torch.sqrt(ri[..., 0] ** 2 + ri[..., 1] ** 2)
+        mag = magnitude_of(spec)
         ctx.save_for_backward(spec, mag)
         return mag
 
@@ -112,12 +132,12 @@ def windowed_frames(audio: Tensor, frame_size: int, hop_size: int, window: Tenso
         return frame(audio, frame_size, hop_size, pad_end) * window
     n_frames = max(1, -(-n // hop_size))
     r = frame_size // hop_size
-    return _FramesWindowed.apply(_hop_blocks(audio, n_frames, r, hop_size), window, r, n_frames)
+    return _FramesWindowed.apply(hop_blocks(audio, n_frames, r, hop_size), window, r, n_frames)
 
 
 def stft(audio: Tensor, frame_size: int = 2048, overlap: float = 0.75, pad_end: bool = True) -> Tensor:
     """Complex STFT [batch, n_frames, fft_size // 2 + 1]; hop = int(frame_size * (1 - overlap))."""
-    audio = _squeeze_audio(audio)
+    audio = squeeze_audio(audio)
     check_positive_int("frame_size", frame_size)
     hop = int(frame_size * (1.0 - overlap))
     if hop < 1:
@@ -220,4 +240,4 @@ class CQT(torch.nn.Module):
                                bins_per_octave=bins_per_octave, output_format="Magnitude", verbose=False)
 
     def forward(self, audio: Tensor) -> Tensor:
-        return self.cqt(_squeeze_audio(audio)).transpose(1, 2)
+        return self.cqt(squeeze_audio(audio)).transpose(1, 2)
