@@ -77,6 +77,9 @@ def case(model, audio, name: str, device: str, **kwargs) -> dict:
 
 
 def main() -> None:
+    from ddsp_lab.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the `ddsp-lab transfer` command runs
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--device", default="cpu")

@@ -317,6 +317,9 @@ def main() -> None:
         print(measure_peak_mb(int(args.memory_child[0]), args.memory_child[1], args))
         return
     if args.child:
+        from ddsp_lab.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()  # as `ddsp-lab train` runs
         n_batch, mode = int(args.child[0]), args.child[1]
         print(json.dumps(time_trainer(n_batch, args) if mode == "trainer" else time_mode(n_batch, mode, args)))
         return
