@@ -137,8 +137,10 @@ class LiveTransfer:
     frame, as offline, `features.latency` samples late); frames CREPE is unsure of (confidence
     below `threshold`) keep the pitch of the last confident frame and are attenuated by
     `attenuate_db`, as the offline transfer does; `pitch_shift` (semitones) and `loudness_shift`
-    (dB) apply to every frame; the StreamingModel renders them. `latency` = the features' plus the
-    synth's (1088 samples, 68 ms, at 16 kHz). The input must be at the model's rate.
+    (dB) apply to every frame; the StreamingModel renders them. A model that reads z gets it from
+    the same audio through `ddsp_lab.features.live.LiveZ` (its ZEncoder per block), delayed to the
+    features' frames. `latency` = the features' plus the synth's (1088 samples, 68 ms, at 16 kHz).
+    The input must be at the model's rate.
 
     Args:
         model: a supervised DDSP (f0 and loudness controls). block_size: as StreamingModel.
@@ -152,11 +154,22 @@ class LiveTransfer:
         from .features.live import LiveFeatures
 
         self.stream = StreamingModel(model, block_size, seed=seed)
-        if self.stream.takes_z:
-            raise ValueError("LiveTransfer: this model decodes z from audio (a ZEncoder): live z is not implemented; "
-                             "use a model without z, or StreamingModel with z given")
         settings = model.feature_settings or FeatureSettings(model.sample_rate, model.frame_rate)
         self.features = LiveFeatures(settings, block_size, crepe_model)
+        self.z = None
+        if self.stream.takes_z:  # z from the same live audio, delayed to the features' frames
+            from .features.live import LiveZ
+            from .networks.encoders import ZEncoder
+
+            encoders = [m for m in model.modules() if isinstance(m, ZEncoder)]
+            if not encoders:
+                raise ValueError("LiveTransfer: the model reads z but has no ZEncoder to compute it from audio")
+            self.z = LiveZ(encoders[0], block_size)
+            lag = self.features.delay_frames - self.z.delay_frames
+            if lag < 0:
+                raise ValueError(f"LiveTransfer: z lags the features ({self.z.delay_frames} > {self.features.delay_frames} "
+                                 "frames); a loudness window at least as long as the MFCC window is needed")
+            self._z_lag = lag
         self.pitch_shift, self.loudness_shift = float(pitch_shift), float(loudness_shift)
         from .apps.curves import CONFIDENT
 
@@ -164,12 +177,15 @@ class LiveTransfer:
         self.attenuate_db = float(attenuate_db)
         self.latency = self.features.latency + self.stream.latency
         self.block_size, self.sample_rate = self.stream.block_size, model.sample_rate
-        self._held = torch.zeros(1, 1)
+        self.reset()
 
     def reset(self) -> None:
         self.stream.reset()
         self.features.reset()
         self._held = torch.zeros(1, 1)
+        if getattr(self, "z", None) is not None:
+            self.z.reset()
+            self._z_fifo = torch.zeros(1, self._z_lag, self.z.z_dims)
 
     def controls(self, f0_hz: Tensor, confidence: Tensor, loudness_db: Tensor) -> tuple[Tensor, Tensor]:
         """One block of tracked features -> the model's (f0, loudness): held pitch, attenuation, shifts."""
@@ -185,4 +201,8 @@ class LiveTransfer:
     def __call__(self, audio: Tensor) -> Tensor:
         """The next block of input [1, block_size] -> the next block of output [1, block_size]."""
         f0, ld = self.controls(*self.features(audio))
-        return self.stream(f0, ld)
+        if self.z is None:
+            return self.stream(f0, ld)
+        z = torch.cat([self._z_fifo, self.z(audio).cpu()], dim=1)  # the features' frames: D_features late
+        self._z_fifo = z[:, z.shape[1] - self._z_lag:]
+        return self.stream(f0, ld, z[:, :self.z.frames_per_block])

@@ -179,3 +179,50 @@ def test_live_transfer_is_the_offline_analysis_and_render_delayed_by_its_latency
     offline = model.render({"f0_hz": f0[None, :, None], "loudness_db": ld[None, :, None]}, seed=0)[0]
     assert float(out[:64].abs().max()) == 0.0 and float(offline.abs().max()) > 1e-2
     assert float((out[64:] - offline[:-64]).abs().max()) < 1e-4
+
+
+Z_MODEL = ("encoder=z_mfcc_gru", "decoder.input_keys=[ld_scaled,f0_scaled,z]", "+decoder.input_sizes=[1,1,16]")
+
+
+def test_live_z_equals_the_encoders_offline_z_delayed_by_its_latency():
+    from ddsp_lab.features.live import LiveZ
+    from ddsp_lab.networks.encoders import ZEncoder
+
+    model = _model(*Z_MODEL)
+    encoder = next(m for m in model.modules() if isinstance(m, ZEncoder))
+    x = _sung(2.048, 16000)
+    with torch.no_grad():
+        offline = encoder({"audio": x[None]})["z"][0]  # [128, 16]
+    live = LiveZ(encoder, block_size=256)
+    assert live.delay_frames == 8 and live.latency == 512  # half the 1024-sample MFCC window
+    z = torch.cat([live(x[None, i:i + 256]) for i in range(0, x.numel(), 256)], 1)[0]
+    d, m = live.delay_frames, x.numel() // 64 - live.delay_frames
+    assert float(z[:d].abs().max()) == 0.0 and float(offline.abs().max()) > 1e-2
+    torch.testing.assert_close(z[d:], offline[:m], rtol=0, atol=1e-5)
+    live.reset()
+    torch.testing.assert_close(live(x[None, :256]), z[None, :4], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="whole number of hops"):
+        LiveZ(encoder, block_size=100)
+
+
+def test_live_transfer_of_a_z_model_feeds_the_streaming_model_z_aligned_with_the_features():
+    """A z model's live transfer computes z from the same audio (LiveZ, 8 frames late) and delays it
+    to the features' 16: by hand, the encoder's offline z delayed by 16 frames gives the same audio."""
+    from ddsp_lab.networks.encoders import ZEncoder
+    from ddsp_lab.streaming import LiveTransfer
+
+    model = _model(*Z_MODEL)
+    x = _sung(2.048, 16000)
+    live, ref = LiveTransfer(model, block_size=512), LiveTransfer(model, block_size=512)
+    assert live.latency == 1024 + 64 and live.z.delay_frames == 8
+    out = torch.cat([live(x[None, i:i + 512])[0] for i in range(0, x.numel(), 512)])
+    with torch.no_grad():
+        z = next(m for m in model.modules() if isinstance(m, ZEncoder))({"audio": x[None]})["z"]
+    d = ref.features.delay_frames
+    z = torch.cat([torch.zeros(1, d, z.shape[-1]), z], 1)
+    by_hand = []
+    for k, i in enumerate(range(0, x.numel(), 512)):  # ref's features and controls, offline z
+        f0, ld = ref.controls(*ref.features(x[None, i:i + 512]))
+        by_hand.append(ref.stream(f0, ld, z[:, k * 8:(k + 1) * 8])[0])
+    assert float(out.abs().max()) > 1e-2
+    torch.testing.assert_close(out, torch.cat(by_hand), rtol=0, atol=1e-4)

@@ -110,3 +110,62 @@ class LiveFeatures:
             x16 = x16[:, centre16 - CREPE_WINDOW // 2:]
         frames = x16[:, :(f - 1) * self.hop16 + CREPE_WINDOW].unfold(-1, CREPE_WINDOW, self.hop16).reshape(-1, CREPE_WINDOW)
         return self.crepe.decode(self.crepe._net(normalize_frames(frames))[None])
+
+
+class LiveZ:
+    """z of a live signal, block by block, from a model's ZEncoder (MFCCs -> layer norm -> GRU ->
+    dense), equal to what the encoder gives offline.
+
+    Frame j's MFCC window (fft_size samples) is centred on sample j * hop, as offline, where the
+    signal is zero-padded by half a window at the start: block k yields frames [k F - D, (k + 1) F - D)
+    with D = ceil(fft_size / 2 / hop) (8 frames, 32 ms, at 16 kHz with the paper's 1024; `latency` in
+    samples). The D frames before the signal come out as z = 0 and do not advance the GRU, whose
+    state is carried from block to block.
+
+    Args:
+        encoder: the model's ZEncoder (one z per model frame: time_steps None).
+        block_size: samples per call, a whole number of hops.
+    """
+
+    def __init__(self, encoder, block_size: int):
+        if getattr(encoder, "time_steps", None) is not None:
+            raise ValueError(f"LiveZ: the encoder resamples z to {encoder.time_steps} frames (a fixed-length model); "
+                             "live z needs one z per frame (time_steps=None)")
+        self.encoder, self.hop, self.fft_size = encoder, int(encoder.hop), int(encoder.fft_size)
+        if block_size < self.hop or block_size % self.hop:
+            raise ValueError(f"block_size must be a whole number of hops ({self.hop} samples), got {block_size}")
+        self.block_size, self.frames_per_block = int(block_size), int(block_size) // self.hop
+        self.half = self.fft_size // 2
+        self.delay_frames = -(-self.half // self.hop)
+        self.latency = self.delay_frames * self.hop
+        self.z_dims = int(encoder.dense.out_features)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the signal: the next block starts a new one."""
+        self._history = torch.zeros(1, self.delay_frames * self.hop + self.half)  # zeros before the signal
+        self._state: Tensor | None = None
+        self._frames_out = -self.delay_frames  # index of the next frame out
+
+    @torch.no_grad()
+    def __call__(self, audio: Tensor) -> Tensor:
+        """The next block [1, block_size] at the encoder's rate -> z [1, frames_per_block, z_dims]."""
+        audio = torch.as_tensor(audio)
+        audio = audio.reshape(1, -1) if audio.dim() == 1 else audio
+        if audio.shape != (1, self.block_size):
+            raise ValueError(f"audio must be one block [1, {self.block_size}], got {tuple(audio.shape)}")
+        if not bool(torch.isfinite(audio).all()):
+            raise ValueError("audio holds NaN or inf")
+        param = next(self.encoder.parameters())
+        segment = torch.cat([self._history, audio.float().cpu()], dim=-1)  # starts half a window before frame k F - D
+        self._history = segment[:, -self._history.shape[-1]:]
+        f = self.frames_per_block
+        frames = segment[:, :(f - 1) * self.hop + self.fft_size].to(param.device)
+        mfcc = dsp.full_precision(dsp.compute_mfcc, frames, **self.encoder.mfcc_args)  # [1, F, n_mfcc]
+        first, self._frames_out = self._frames_out, self._frames_out + f
+        z = torch.zeros(1, f, self.z_dims, device=param.device, dtype=param.dtype)
+        skip = min(f, max(0, -first))  # frames before the signal
+        if skip < f:
+            out, self._state = self.encoder.rnn(self.encoder.norm(mfcc[:, skip:].to(param.dtype)), self._state)
+            z[:, skip:] = self.encoder.dense(out)
+        return z
