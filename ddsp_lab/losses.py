@@ -38,25 +38,30 @@ def mean_difference(target: Tensor, value: Tensor, loss_type: str = "L1",
     return torch.mean((1.0 - cos) * (w[..., 0] if isinstance(w, Tensor) else w))
 
 
-class _L1MagLogmag(torch.autograd.Function):
-    """Both L1 spectral terms of one scale, fused: (mean|Mx - Mt|, mean|log Mx - log Mt|), Mx = |X|.
+def _l1_mag_logmag(mag_x: Tensor, mag_t: Tensor, needs_grad: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(mean|Mx - Mt|, mean|log Mx - log Mt|) with safe_log semantics (zeros -> log 1e-5), and
+    for the backward pass (None without it) s = sign(Mx - Mt) / (n Mx) and inv = 1 / Mx, both 0
+    where Mx = 0: log is monotonic, so both terms share the sign, and their gradients wrt the
+    spectrum X are X s (magnitude) and X s inv (log)."""
+    positive = mag_x > 0
+    diff = mag_x - mag_t
+    n = diff.numel()
+    log_gap = torch.where(positive, mag_x, 1e-5).log_().sub_(dsp.safe_log(mag_t))
+    terms = torch.stack([diff.abs().sum(), log_gap.abs().sum()]) / n
+    if not needs_grad:
+        return terms, None, None
+    inv = torch.where(positive, mag_x, math.inf).reciprocal_()
+    return terms, diff.sign_().mul_(inv).div_(n), inv
 
-    log is monotonic, so both terms share sign(Mx - Mt): with u = sign(Mx - Mt) X / (n Mx) the
-    gradients wrt the complex spectrum X are u (magnitude term) and u / Mx (log term), zero where
-    Mx = 0. Values keep safe_log semantics (zeros -> log 1e-5).
-    """
+
+class _L1MagLogmag(torch.autograd.Function):
+    """Both L1 spectral terms of one scale from its complex spectrum X, fused (_l1_mag_logmag)."""
 
     @staticmethod
     def forward(ctx, spec_x: Tensor, mag_t: Tensor) -> Tensor:
-        mag_x = magnitude_of(spec_x)
-        diff = mag_x - mag_t
-        n = diff.numel()
-        terms = torch.stack([diff.abs().sum(), (dsp.safe_log(mag_x) - dsp.safe_log(mag_t)).abs().sum()]) / n
-        if ctx.needs_input_grad[0]:
-            positive = mag_x > 0
-            inv = torch.where(positive, 1.0 / torch.where(positive, mag_x, torch.ones_like(mag_x)),
-                              torch.zeros_like(mag_x))
-            ctx.save_for_backward(spec_x * (torch.sign(diff) * inv / n), inv)
+        terms, s, inv = _l1_mag_logmag(magnitude_of(spec_x), mag_t, ctx.needs_input_grad[0])
+        if s is not None:
+            ctx.save_for_backward(spec_x * s, inv)
         return terms
 
     @staticmethod
@@ -68,7 +73,7 @@ class _L1MagLogmag(torch.autograd.Function):
 class _L1SpectralScale(torch.autograd.Function):
     """One scale of the paper's loss from the audio, fused end to end: windowed frames, rfft,
     (mean|Mx - Mt|, mean|log Mx - log Mt|). The backward pass is the adjoint of each step written
-    out: the two terms' common factor sign(Mx - Mt) X / (n Mx) (see _L1MagLogmag), the adjoint of
+    out: the two terms' common factor sign(Mx - Mt) X / (n Mx) (_l1_mag_logmag), the adjoint of
     rfft as one inverse real FFT (N irfft(G) with the bins that have a conjugate twin halved;
     autograd's rfft backward is a full complex FFT), then the adjoint of framing, overlap-added.
     Needs frame_size a multiple of hop (frames are shifted views of hop blocks) and pad_end.
@@ -81,15 +86,9 @@ class _L1SpectralScale(torch.autograd.Function):
         window = torch.hann_window(frame_size, periodic=True, dtype=audio.dtype, device=audio.device)
         blocks = hop_blocks(audio, n_frames, r, hop)
         spec = torch.fft.rfft(windowed_blocks(blocks, window, r, n_frames), n=fft_size)
-        mag_x = magnitude_of(spec)
-        positive = mag_x > 0
-        diff = mag_x - mag_t
-        n = diff.numel()
-        log_gap = torch.where(positive, mag_x, 1e-5).log_().sub_(dsp.safe_log(mag_t))
-        terms = torch.stack([diff.abs().sum(), log_gap.abs().sum()]) / n
-        if ctx.needs_input_grad[0]:
-            inv = torch.where(positive, mag_x, math.inf).reciprocal_()  # 0 where Mx = 0
-            ctx.save_for_backward(spec, diff.sign_().mul_(inv).div_(n), inv, window)
+        terms, s, inv = _l1_mag_logmag(magnitude_of(spec), mag_t, ctx.needs_input_grad[0])
+        if s is not None:
+            ctx.save_for_backward(spec, s, inv, window)
             ctx.sizes = (frame_size, fft_size, r, blocks.shape, audio.shape[-1])
         return terms
 

@@ -183,7 +183,7 @@ class LiveTransfer:
         self.stream.reset()
         self.features.reset()
         self._held = torch.zeros(1, 1)
-        if getattr(self, "z", None) is not None:
+        if self.z is not None:
             self.z.reset()
             self._z_fifo = torch.zeros(1, self._z_lag, self.z.z_dims)
 

@@ -106,6 +106,17 @@ def test_spectral_loss_gradcheck_float64(loss_type, extra_terms):
     assert gradcheck(lambda t, a: loss_fn(t, a), (target.clone().requires_grad_(True), audio))
 
 
+def test_spectral_loss_with_a_hop_that_does_not_divide_the_frame_gradchecks_and_equals_the_general_path():
+    """overlap 0.7: hops of 19 and 9 samples do not divide 64 and 32, so the fused loss takes its
+    spectrum-level function instead of the one-function-per-scale path."""
+    target, audio = _audio(0, (1, 256)), _audio(1, (1, 256)).requires_grad_(True)
+    loss_fn = MultiScaleSpectralLoss(fft_sizes=(64, 32), overlap=0.7)
+    assert gradcheck(lambda a: loss_fn(target, a), (audio,))
+    fused = loss_fn(target, audio)
+    general = loss_fn(target.clone().requires_grad_(True), audio)  # a target with grad: the general path
+    torch.testing.assert_close(fused, general, rtol=1e-10, atol=1e-12)
+
+
 def test_spectral_loss_same_value_and_gradient_whether_target_needs_grad():
     # A target that needs grad takes the general path; a plain one may take a fused path.
     target, audio = _audio(0, (2, 2000)), _audio(1, (2, 2000))

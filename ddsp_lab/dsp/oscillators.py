@@ -6,6 +6,7 @@ Shapes: frame-wise controls [batch, n_frames, channels]; sample-wise envelopes
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -90,7 +91,8 @@ def _segment_weights(method: str, hop: int, dtype, device) -> tuple[Tensor, Tens
 
 
 def _harmonic_chunk(phase: Tensor, f_sample: Tensor, amps_a: Tensor, amps_b: Tensor,
-                    w_a: Tensor, w_b: Tensor, nyquist: float) -> Tensor:
+                    w_a: Tensor, w_b: Tensor, nyquist: float, lo: int = 0, hi: int = -1,
+                    work: Optional[Tensor] = None) -> Tensor:
     """One block of frame segments.
 
     phase, f_sample: [batch, n_seg, hop] fundamental phase (rad) and frequency (Hz) per sample.
@@ -98,18 +100,36 @@ def _harmonic_chunk(phase: Tensor, f_sample: Tensor, amps_a: Tensor, amps_b: Ten
     Returns [batch, n_seg, hop] = sum_k (w_a amps_a_k + w_b amps_b_k) [k f < nyq] sin(k phase):
     the window-upsampled amplitude envelope is never formed; the two frame weights are applied
     after a [2, n_harmonics] x [n_harmonics, hop] product per segment.
+    lo, hi (`_audible_range`): harmonics 1..lo are known to be below Nyquist at every sample and
+    those above hi at none, so only 1..hi get sines and only lo+1..hi the sample-wise mask
+    (defaults: every harmonic, every mask). work: a flat buffer of at least the block's
+    [batch, n_seg, hi, hop] elements for the sines without autograd (a fresh 8 MB tensor per block
+    costs more in page faults than its sines).
     """
     n_h = amps_a.shape[-1]
+    hi = n_h if hi < 0 else max(1, min(hi, n_h))  # all silent: one masked row keeps the shape and the graph
+    lo = min(lo, hi)
     # harmonics on the second-last axis, samples on the last: every broadcast product below runs
     # along contiguous samples (k innermost made the two products 10x slower than the sines on CPU)
-    k = torch.arange(1, n_h + 1, device=phase.device, dtype=phase.dtype)[:, None]
+    k = torch.arange(1, hi + 1, device=phase.device, dtype=phase.dtype)[:, None]
     if torch.is_grad_enabled():
-        sines = torch.sin(phase[..., None, :] * k)  # [b, s, k, hop]
-        sines = torch.where(f_sample[..., None, :] * k < nyquist, sines, torch.zeros_like(sines))
+        sines = torch.sin(phase[..., None, :] * k)  # [b, s, hi, hop]
+        if lo == 0:
+            sines = torch.where(f_sample[..., None, :] * k < nyquist, sines, torch.zeros_like(sines))
+        elif hi > lo:
+            top = sines[..., lo:, :]
+            top = torch.where(f_sample[..., None, :] * k[lo:] < nyquist, top, torch.zeros_like(top))
+            sines = torch.cat([sines[..., :lo, :], top], dim=-2)
     else:  # same values, in place: two passes fewer over the largest tensor
-        sines = torch.mul(phase[..., None, :], k).sin_()
-        sines.masked_fill_(f_sample[..., None, :] * k >= nyquist, 0.0)
-    ab = torch.stack([amps_a, amps_b], dim=-2)  # [b, s, 2, k]
+        n = phase.shape[0] * phase.shape[1] * hi * phase.shape[2]
+        if work is not None and work.numel() >= n:
+            sines = torch.mul(phase[..., None, :], k, out=work[:n].view(phase.shape[0], phase.shape[1], hi, phase.shape[2]))
+        else:
+            sines = torch.mul(phase[..., None, :], k)
+        sines = sines.sin_()
+        if hi > lo:
+            sines[..., lo:, :].masked_fill_(f_sample[..., None, :] * k[lo:] >= nyquist, 0.0)
+    ab = torch.stack([amps_a[..., :hi], amps_b[..., :hi]], dim=-2)  # [b, s, 2, hi]
     mixed = torch.matmul(ab, sines)  # [b, s, 2, hop]
     return mixed[..., 0, :] * w_a + mixed[..., 1, :] * w_b
 
@@ -128,32 +148,11 @@ def _audible_range(f_sample: Tensor, n_h: int, nyquist: float) -> tuple[int, int
 
 
 def _harmonic_chunk_host(phase: Tensor, f_sample: Tensor, amps_a: Tensor, amps_b: Tensor,
-                         w_a: Tensor, w_b: Tensor, nyquist: float, work: Tensor | None = None) -> Tensor:
-    """`_harmonic_chunk`'s values, skipping what is silent: only harmonics audible somewhere in
-    the block get sines, and only those crossing Nyquist inside it get the sample-wise mask.
-    Reads two numbers from the tensors (a host synchronisation), so it is for CPU tensors only.
-    work: a flat buffer of at least the block's [batch, n_seg, n_harmonics, hop] elements, reused
-    across blocks without autograd (a fresh 8 MB tensor per block costs more in page faults than
-    its sines)."""
+                         w_a: Tensor, w_b: Tensor, nyquist: float, work: Optional[Tensor] = None) -> Tensor:
+    """`_harmonic_chunk` skipping what is silent (`_audible_range`). Reads two numbers from the
+    tensors (a host synchronisation), so it is for CPU tensors only."""
     lo, hi = _audible_range(f_sample, amps_a.shape[-1], nyquist)
-    hi = max(hi, 1)  # all silent: one masked row keeps the output's shape and its graph
-    batch, n_seg, hop = phase.shape
-    k = torch.arange(1, hi + 1, device=phase.device, dtype=phase.dtype)[:, None]
-    if torch.is_grad_enabled():
-        sines = torch.sin(phase[..., None, :] * k)
-        if hi > lo:
-            top = sines[..., lo:, :]
-            top = torch.where(f_sample[..., None, :] * k[lo:] < nyquist, top, torch.zeros_like(top))
-            sines = torch.cat([sines[..., :lo, :], top], dim=-2)
-    else:
-        n = batch * n_seg * hi * hop
-        out = work[:n].view(batch, n_seg, hi, hop) if work is not None and work.numel() >= n else None
-        sines = torch.mul(phase[..., None, :], k, out=out).sin_()
-        if hi > lo:
-            sines[..., lo:, :].masked_fill_(f_sample[..., None, :] * k[lo:] >= nyquist, 0.0)
-    ab = torch.stack([amps_a[..., :hi], amps_b[..., :hi]], dim=-2)  # [b, s, 2, hi]
-    mixed = torch.matmul(ab, sines)  # [b, s, 2, hop]
-    return mixed[..., 0, :] * w_a + mixed[..., 1, :] * w_b
+    return _harmonic_chunk(phase, f_sample, amps_a, amps_b, w_a, w_b, nyquist, lo, hi, work)
 
 
 def _harmonic_segments(f0_frames: Tensor, harmonic_amplitudes: Tensor, hop: int,
