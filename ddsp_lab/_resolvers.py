@@ -2,12 +2,35 @@
 configs compose through the CLI, Hydra's compose API (a notebook, a script) and the tests alike."""
 from __future__ import annotations
 
+import ast
+import operator
+
 from omegaconf import OmegaConf
 
 
 def _eval(expr: str):
-    """${eval:'int(4.0 * 16000)'}: arithmetic on config values (only int() is available)."""
-    return eval(expr, {"__builtins__": {"int": int}})  # noqa: S307 - the configs' own expressions
+    """${eval:'int(4.0 * 16000)'}: arithmetic on config values: numbers, + - * / // % **, and
+    int() / float() / round(). Parsed, not passed to Python's eval, so a config (or a file that
+    carries one) cannot run code through it."""
+    def value(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _BINARY[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS
+                and not node.keywords and len(node.args) in (1, 2)):
+            return _CALLS[node.func.id](*(value(a) for a in node.args))
+        raise ValueError(f"${{eval:...}} takes arithmetic on numbers with int(), float() and round(); "
+                         f"{ast.dump(node)[:60]} in {expr!r} is not")
+
+    return value(ast.parse(str(expr), mode="eval").body)
+
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_CALLS = {"int": int, "float": float, "round": round}
 
 
 def _parent(path: str, levels: int = 1) -> str:

@@ -104,7 +104,10 @@ def _train(cfg) -> float | None:
 def _eval(cfg) -> dict:
     from .eval import run_eval
 
-    return run_eval(cfg)
+    try:
+        return run_eval(cfg)
+    except (ValueError, FileNotFoundError) as e:  # bad input: its message, not a traceback
+        raise SystemExit(f"ddsp-lab eval: {e}") from e
 
 
 def _table(cfg) -> None:

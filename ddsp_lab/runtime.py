@@ -1,4 +1,5 @@
-"""Process-level settings for CPU speed, applied by the `ddsp-lab` command and on request.
+"""Process-level settings for CPU speed, applied by the `ddsp-lab` command and on request, and
+`torch_threads(n)`, a thread count for one block of code.
 
 `tune_cpu_allocator()`: glibc's malloc hands large blocks back to the kernel when they are freed
 (blocks above its mmap threshold are unmapped; the heap top above its trim threshold is trimmed),
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 ENV = "DDSP_LAB_MALLOC_TUNING"
@@ -34,3 +36,17 @@ def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to n inside the block, put back after it (a measurement
+    on one thread, as a host gives one voice, without changing the rest of the process)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -135,3 +135,91 @@ def test_the_checkpoint_carries_the_training_data_statistics_and_feature_setting
     f0, ld = torch.full((1, 100, 1), 330.0), torch.full((1, 100, 1), -30.0)
     assert torch.equal(ddsp_lab.load(tmp_path / "flat.ckpt").synthesize(f0, ld, seed=0),
                        model.synthesize(f0, ld, seed=0))
+
+
+# --- A checkpoint is data: what a model file from the internet could carry is refused, unrun ---
+
+class _RunsOnLoad:
+    """Pickles as a call of os.system: unpickling it (torch.load with weights_only=False) runs the command."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+def _tampered(tiny_run: Path, tmp_path: Path, kind: str) -> tuple[Path, Path]:
+    """A copy of the tiny run's checkpoint carrying code that would create a marker file:
+    'pickle' (an object whose unpickling runs a command), 'system' (a synth processor built by
+    `_target_: os.system`), 'builtin' (the encoder built by `_target_: builtins.open`, which
+    creates the file) or 'interpolation' (an ${eval:...} string in the config)."""
+    marker = tmp_path / f"ran_{kind}"
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    cfg = ckpt["ddsp_lab_config"]
+    if kind == "pickle":
+        ckpt["extra"] = _RunsOnLoad(f"touch {marker}")
+    elif kind == "system":
+        cfg["synth"]["nodes"][0]["processor"] = {"_target_": "os.system", "_args_": [f"touch {marker}"]}
+    elif kind == "builtin":
+        cfg["encoder"] = {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
+    else:
+        cfg["decoder"]["ch"] = "${eval:'().__class__'}"
+    path = tmp_path / f"{kind}.ckpt"
+    torch.save(ckpt, path)
+    return path, marker
+
+
+@pytest.mark.parametrize("kind", ["pickle", "system", "builtin", "interpolation"])
+def test_load_refuses_a_checkpoint_that_carries_code_and_runs_none_of_it(kind, tiny_run, tmp_path):
+    path, marker = _tampered(tiny_run, tmp_path, kind)
+    if kind == "pickle":  # the payload is real: an unguarded load runs it
+        torch.load(path, weights_only=False)
+        assert marker.exists()
+        marker.unlink()
+    message = {"pickle": "pickled objects that are not plain data", "system": "'os.system'.*trusted_targets",
+               "builtin": "'builtins.open'.*trusted_targets", "interpolation": "interpolation"}[kind]
+    with pytest.raises(ValueError, match=message):
+        ddsp_lab.load(path)
+    assert not marker.exists()
+
+
+def test_only_classes_of_the_model_packages_or_those_the_user_trusts_are_built(tiny_run, tmp_path):
+    from ddsp_lab.models.trust import check_targets
+
+    ok = {"_target_": "ddsp_lab.processors.ProcessorGroup",
+          "nodes": [{"processor": {"_target_": "ddsp_lab.processors.Harmonic"}}]}
+    check_targets(ok, "synth")
+    for target in ("ddsp_lab.runtime.tune_cpu_allocator", "ddsp_lab.media.save_wav", "ddsp_lab.processors.synths.torch.save",
+                   "ddsp_lab.processors.dsp.resample", "torch.nn.Linear"):
+        with pytest.raises(ValueError, match="refused"):
+            check_targets({"_target_": target}, "synth")
+    check_targets({"_target_": "torch.nn.Linear"}, "synth", trusted=["torch.nn.Linear"])
+    # a user's own class, allowed by name, builds
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["ddsp_lab_config"]["encoder"] = {"_target_": "torch.nn.Identity"}
+    torch.save(ckpt, tmp_path / "custom.ckpt")
+    with pytest.raises(ValueError, match="torch.nn.Identity"):
+        ddsp_lab.load(tmp_path / "custom.ckpt")
+    assert isinstance(ddsp_lab.load(tmp_path / "custom.ckpt", trusted_targets=["torch.nn.Identity"]).encoder,
+                      torch.nn.Identity)
+
+
+@pytest.mark.parametrize("command", ["transfer", "control", "dereverb", "reverb", "interpolate", "eval", "export"])
+def test_every_command_that_takes_a_checkpoint_refuses_one_that_carries_code(command, tiny_run, tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "in.wav"
+    sf.write(wav, 0.3 * torch.sin(2 * torch.pi * 330 * torch.arange(8000) / 16000).numpy(), 16000)
+    extra = {"transfer": [f"audio={wav}"], "control": ["notes=A4:0:0.5"], "dereverb": [f"audio={wav}"],
+             "reverb": [], "interpolate": [f"audio_a={wav}", f"audio_b={wav}"], "eval": [], "export": []}[command]
+    for kind in ("pickle", "builtin"):
+        path, marker = _tampered(tiny_run, tmp_path, kind)
+        out = subprocess.run([str(CLI), command, f"checkpoint={path}", f"out={tmp_path / ('out_' + kind)}", *extra],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert out.returncode != 0, (kind, out.stdout[-2000:])
+        assert ("not plain data" if kind == "pickle" else "'builtins.open'") in out.stderr, (kind, out.stderr[-2000:])
+        assert "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert not marker.exists(), kind

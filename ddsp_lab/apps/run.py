@@ -12,7 +12,7 @@ def _model(cfg):
     from .. import load
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load(cfg.checkpoint, map_location=device).to(device)
+    return load(cfg.checkpoint, map_location=device, trusted_targets=cfg.get("trusted_targets") or ()).to(device)
 
 
 def _out(cfg, stem: str, command: str) -> Path:

@@ -27,7 +27,7 @@ def run_eval(cfg) -> dict:
 
     from ..models import load
 
-    model = load(cfg.checkpoint)
+    model = load(cfg.checkpoint, trusted_targets=cfg.get("trusted_targets") or ())
     path = data_path_for(model, cfg.data.path, cfg.checkpoint)
     result = evaluate(model, path, split=cfg.split, limit=cfg.limit, batch_size=int(cfg.batch_size),
                       crepe_model=cfg.crepe_model, viterbi=bool(cfg.viterbi), device=cfg.device,

@@ -12,12 +12,14 @@ zeros of the shapes the JSON lists).
 """
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
 
 import torch
 
+from ..runtime import torch_threads
 from .engine import STATE_NAMES, BlockEngine, ScriptedStream
 
 FORMATS = {"torchscript": ".ts", "onnx": ".onnx"}
@@ -92,7 +94,7 @@ def export(model, path: str | Path, fmt: str = "torchscript", block_size: int = 
         raise ValueError(f"format must be one of {sorted(FORMATS)} (or neutone, which cannot be built here), got {fmt!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().float().eval()
+    model = _cpu_copy(model)
     engine = BlockEngine(model, block_size, seed=seed).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
@@ -103,6 +105,12 @@ def export(model, path: str | Path, fmt: str = "torchscript", block_size: int = 
     info = describe(model, engine, fmt, path, checkpoint)
     path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _cpu_copy(model):
+    """The model as the exported file holds it (CPU, float32, eval), a copy: the caller's model
+    stays where it was, in its own mode and precision."""
+    return copy.deepcopy(model).cpu().float().eval()
 
 
 def _export_onnx(engine: BlockEngine, path: Path) -> None:
@@ -204,7 +212,7 @@ def check_export(model, path: str | Path, info: dict, seconds: float = 2.0, seed
 
     controls = check_curves(model, seconds, info["frames_per_block"])
     out, compute = run_exported(path, controls, info)
-    live = StreamingModel(model.cpu().float().eval(), block_size=info["block_size"], seed=seed)
+    live = StreamingModel(_cpu_copy(model), block_size=info["block_size"], seed=seed)
     per, z = info["frames_per_block"], controls.shape[-1] > 2
     ref = torch.cat([live(controls[:, i:i + per, 0], controls[:, i:i + per, 1],
                           controls[:, i:i + per, 2:] if z else None)[0] for i in range(0, controls.shape[1], per)])
@@ -219,8 +227,7 @@ def run_export(cfg) -> dict:
 
     if cfg.format not in (*FORMATS, "neutone"):
         raise ValueError(f"format must be torchscript or onnx, got {cfg.format!r}")
-    torch.set_num_threads(1)  # what a host gives one voice: the check's real-time factor means that
-    model = load(cfg.checkpoint, map_location="cpu")
+    model = load(cfg.checkpoint, map_location="cpu", trusted_targets=cfg.get("trusted_targets") or ())
     ckpt = Path(cfg.checkpoint)
     suffix = FORMATS.get(cfg.format, "")
     run_name = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else ckpt.stem
@@ -234,7 +241,8 @@ def run_export(cfg) -> dict:
     print(f"  inputs: {names}" + (" per frame" if cfg.format == "onnx" else
                                   f", as {len(info['inputs'])} audio-rate channels"))
     if cfg.check:
-        checked = check_export(model, out, info, float(cfg.check_seconds), int(cfg.seed))
+        with torch_threads(1):  # what a host gives one voice: the check's real-time factor means that
+            checked = check_export(model, out, info, float(cfg.check_seconds), int(cfg.seed))
         info["check"] = checked
         out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
         print(f"  checked: {checked['seconds']:.2f} s of curves through the file equal the eager StreamingModel "

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 import hydra
 import torch
 from torch import Tensor, nn
 
 from .ddsp import DDSP
+from .trust import check_targets, read_checkpoint
 
 _PARTS = ("preprocessor", "encoder", "decoder", "synth")
 
 
-def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DDSP:
+def load(checkpoint: str | Path, map_location: str | torch.device = "cpu",
+         trusted_targets: Iterable[str] = ()) -> DDSP:
     """A trained DDSP model in eval mode from a checkpoint written by `ddsp-lab train`.
 
     Self-contained: the checkpoint carries the resolved config of the parts and the model's rates
@@ -30,14 +33,14 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> DD
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint does not exist: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"{path} is not a torch checkpoint ({type(e).__name__}: {str(e)[:120]})") from e
+    ckpt = read_checkpoint(path, map_location)
     cfg = ckpt.get("ddsp_lab_config") if isinstance(ckpt, dict) else None
-    if cfg is None or "state_dict" not in ckpt:
+    if not isinstance(cfg, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path} holds no ddsp_lab model (no ddsp_lab_config / state_dict): was it written "
                          f"by `ddsp-lab train`?")
+    trusted_targets = tuple(trusted_targets or ())
+    for k in _PARTS:
+        check_targets(cfg.get(k), f"{path.name}:{k}", trusted_targets)
     parts = {k: hydra.utils.instantiate(_any_length(cfg.get(k))) if cfg.get(k) is not None else None
              for k in _PARTS}
     section = cfg.get("model") or {}

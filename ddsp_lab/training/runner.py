@@ -198,7 +198,8 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
     initial = None
     if validate_first:
         initial = {k: float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir))
+    # a resumed checkpoint is data too (tensors and plain values): a tampered file is refused, unrun
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir), weights_only=True)
     # last.ckpt is the end of the run even where the last step came after the last validation (with a
     # monitor, Lightning's own end-of-training save is skipped once last.ckpt was written); every rank
     # takes part (the checkpoint gathers each rank's random states)
