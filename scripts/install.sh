@@ -35,7 +35,7 @@ print("\n".join(deps))
 PY
 )
 # torchcrepe's own needs (its declared torchaudio excepted)
-pip install -c "$constraints" "${deps[@]}" librosa resampy
+pip install -c "$constraints" "${deps[@]}" resampy
 pip install -c "$constraints" --no-deps "torchcrepe>=0.0.22"
 pip install -c "$constraints" --no-deps -e .
 "$py" -c "import ddsp_lab, torch; print(f'ddsp_lab installed in $venv (torch {torch.__version__})')"

@@ -61,7 +61,15 @@ def test_table_gives_one_row_per_setting_with_seed_spread_and_lists_an_unfinishe
     info = json.loads((killed / "run_info.json").read_text())
     (killed / "run_info.json").write_text(json.dumps({**info, "status": "running"}))
     shutil.rmtree(killed / "eval")
+    # what a crash during a write of a run from before writes were atomic leaves: a summary cut short
+    cut = sweep / "4_decoder=rnn_fc_tiny,experiment=tiny,seed=2"
+    shutil.copytree(sweep / "0_decoder=rnn_fc_tiny,experiment=tiny,seed=0", cut)
+    overrides = cut / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text().replace("seed=0", "seed=2"))
+    summary = (cut / "eval" / "test" / "summary.json").read_text()
+    (cut / "eval" / "test" / "summary.json").write_text(summary[: len(summary) // 2])
     out = ddsp_lab("table", str(sweep), cwd=tmp_path)
+    assert "4_decoder=rnn_fc_tiny,experiment=tiny,seed=2: skipped, eval/test/summary.json is unreadable" in out.stdout
     table = (sweep / "table.md").read_text()
     lines = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert lines[0].startswith("| decoder | runs | parameters | steps | loudness L1 (dB) | f0 L1 (semitones)")

@@ -382,3 +382,32 @@ def test_a_ddp_sweep_runs_each_job_with_its_own_ranks_in_its_own_directory(demo_
     for job in jobs:
         assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # no rank wrote anywhere else
+
+
+def test_media_are_written_at_the_model_sample_rate_whatever_the_first_processor(tmp_path):
+    """A stack whose first processor declares no sample rate (filtered noise) at 48 kHz: the media
+    WAVs are 48 kHz (they used to fall back to 16 kHz from the first processor)."""
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    from ddsp_lab.logging import MediaLogger
+    from ddsp_lab.losses import MultiScaleSpectralLoss
+    from ddsp_lab.networks import F0LoudnessPreprocessor, RnnFcDecoder
+    from ddsp_lab.processors import FilteredNoise, ProcessorGroup
+    from ddsp_lab.training import DDSPAutoencoder
+
+    synth = ProcessorGroup([{"processor": FilteredNoise(n_bands=8), "inputs": ["noise_magnitudes"], "name": "noise"}],
+                           frame_rate=250, sample_rate=48000)
+    module = DDSPAutoencoder(F0LoudnessPreprocessor(frame_rate=250, sample_rate=48000),
+                             RnnFcDecoder(rnn_channels=8, ch=8, layers_per_stack=1), synth,
+                             {"spectral": MultiScaleSpectralLoss()}, sample_rate=48000, frame_rate=250)
+    n_frames = 50
+    batch = {"audio": torch.zeros(1, n_frames * 192), "f0_hz": torch.full((1, n_frames), 220.0),
+             "loudness_db": torch.full((1, n_frames), -30.0)}
+    logger = MediaLogger(every_n_steps=1, n_examples=1)
+    logger.on_validation_batch_end(None, module, None, batch, 0)
+    trainer = SimpleNamespace(global_step=1, is_global_zero=True, default_root_dir=str(tmp_path), loggers=[])
+    logger.log_media(trainer, module)
+    info = sf.info(str(tmp_path / "media" / "step-0000001" / "example0_resynthesis.wav"))
+    assert info.samplerate == 48000 and info.frames == n_frames * 192

@@ -56,11 +56,17 @@ class _Watch(pl.Callback):
                                 [{k: v.clone() for k, v in opt.state[p].items()} for p in pl_module.parameters()])
 
 
-def test_a_nan_first_step_leaves_parameters_and_adam_state_fresh_and_training_continues(demo_data, tmp_path):
+@pytest.mark.parametrize("fused,mode", [("true", "found_inf"), ("false", "host"), ("false", "copy")])
+def test_a_nan_first_step_leaves_parameters_and_adam_state_fresh_and_training_continues(fused, mode, demo_data,
+                                                                                         tmp_path, monkeypatch):
     """Adam has no state before its first step: a NaN first step must not leave NaN moments behind
-    (the next good step would then write NaN into every parameter)."""
+    (the next good step would then write NaN into every parameter). Fused Adam (the default) skips
+    on the device through found_inf; the foreach one on CPU by dropping the gradients."""
     torch.manual_seed(0)
-    model = build_model(_compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"]))
+    model = build_model(_compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}",
+                                  f"model.optimizer.fused={fused}"]))
+    if mode == "copy":  # what an accelerator with a non-fused optimizer takes, forced here on CPU
+        monkeypatch.setattr(model, "skip_mode", lambda optimizer: "copy")
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
     dm = DDSPDataModule(str(demo_data), batch_size=1)
     dm.setup()
@@ -70,11 +76,13 @@ def test_a_nan_first_step_leaves_parameters_and_adam_state_fresh_and_training_co
     trainer = pl.Trainer(max_steps=len(pattern), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          log_every_n_steps=1, limit_val_batches=0, enable_model_summary=False, callbacks=[watch])
     trainer.fit(model, torch.utils.data.DataLoader(_Examples(example, pattern), batch_size=1))
+    assert model.skip_mode(trainer.optimizers[0]) == mode
     params, states = watch.after_first
     assert all(torch.equal(params[k], initial[k]) for k in initial)
     states = [s for s in states if s]
-    assert len(states) == len(initial)  # the step created Adam's state for every parameter ...
-    for s in states:  # ... and the skip put it back to the fresh one: zero moments, step 0
+    # fused, copy: the step made Adam's state for every parameter and left it fresh; host: it made none
+    assert len(states) == (0 if mode == "host" else len(initial))
+    for s in states:  # the fresh state: zero moments, step 0
         assert float(s["step"]) == 0 and not s["exp_avg"].any() and not s["exp_avg_sq"].any()
     assert int(model.skipped_steps) == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -289,3 +297,47 @@ def test_plain_progress_rate_and_eta_leave_validation_out(capsys):
             progress.on_validation_end(trainer, None)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
     assert lines[-1].startswith("step 20/100") and "10.00 steps/s" in lines[-1] and "ETA 0:00:08" in lines[-1], lines
+
+
+def test_the_guard_with_the_default_fused_adam_reads_nothing_from_the_device_and_copies_nothing(demo_data, tmp_path,
+                                                                                               monkeypatch):
+    """Steps good and bad through the guard's hooks while any host read of a tensor (bool, item,
+    float, int, tolist, numpy) or a clone raises: the verdict goes to the fused kernel as found_inf,
+    on the device. The bad step is still skipped and counted (read after the fit)."""
+    torch.manual_seed(0)
+    model = build_model(_compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"]))
+    dm = DDSPDataModule(str(demo_data), batch_size=1)
+    dm.setup()
+    example = next(iter(dm.val_dataloader()))
+    pattern = [False, True, False, False]
+    guarded = {"on": False, "reads": []}
+
+    def forbid(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if guarded["on"]:
+                guarded["reads"].append(name)
+                raise RuntimeError(f"host read Tensor.{name} inside the guard")
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    for name in ("__bool__", "item", "__float__", "__int__", "tolist", "numpy", "clone"):
+        forbid(name)
+
+    def watched(hook):
+        def run(*args, **kwargs):
+            guarded["on"] = True
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                guarded["on"] = False
+        return run
+    monkeypatch.setattr(model, "on_before_optimizer_step", watched(model.on_before_optimizer_step))
+    monkeypatch.setattr(model, "_step_restoring", watched(model._step_restoring))
+    trainer = pl.Trainer(max_steps=len(pattern), logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         log_every_n_steps=1000, limit_val_batches=0, enable_model_summary=False)
+    trainer.fit(model, torch.utils.data.DataLoader(_Examples(example, pattern), batch_size=1))
+    assert guarded["reads"] == []
+    assert model.skip_mode(trainer.optimizers[0]) == "found_inf"
+    assert int(model.skipped_steps) == 1 and all(torch.isfinite(p).all() for p in model.parameters())

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import create_once, write_text
 from ..features import CrepeF0, FeatureSettings, compute, frame_hop
 from .sources import MIN_ITEMS_BY_ITEM, SPLITS, Example, Recording, SkipItem, plan_windows
 from .statistics import compute_statistics  # noqa: F401 - also importable from here, as before
@@ -119,37 +120,6 @@ def _shard_dir(out: Path, shard: int, num_shards: int) -> Path:
     return out / f"shard-{shard:03d}-of-{num_shards:03d}"
 
 
-def _unique_tmp(path: Path) -> Path:
-    """A temporary name beside path, unique to this process and call."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = _unique_tmp(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)  # readers see the old file or the whole new one, never a part
-
-
-def _create_once(path: Path, text: str) -> None:
-    """Writes path unless it exists, atomically: of shards starting together, the first wins."""
-    tmp = _unique_tmp(path)
-    tmp.write_text(text)
-    try:
-        os.link(tmp, path)  # fails if path exists; path appears complete
-    except FileExistsError:
-        pass
-    except OSError:  # a file system without hard links: exclusive create, then write
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-    finally:
-        tmp.unlink()
-
-
 def _read_json(path: Path, attempts: int = 50) -> dict:
     for _ in range(attempts - 1):  # tolerates a racing exclusive create's brief empty file
         try:
@@ -184,7 +154,7 @@ def _check_config(out: Path, settings: dict) -> None:
     path = out / "prepare_config.json"
     if not path.exists():
         out.mkdir(parents=True, exist_ok=True)
-        _create_once(path, json.dumps(settings, indent=1))
+        create_once(path, json.dumps(settings, indent=1))
     theirs, mine = _flat({**_RECORDED_SINCE, **_read_json(path)}), _flat(settings)
     diff = {k: (theirs.get(k), mine.get(k)) for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k)}
     if diff:
@@ -358,7 +328,7 @@ def prepare(source, out: str | Path, config: PrepareConfig, shard: int = 0, devi
     bar.close()
     summary = {**_summarise_shard(shard_dir), "split_rule": settings["split_rule"],
                "seconds": round(time.time() - t0, 2)}
-    _write_atomic(shard_dir / "COMPLETE.json", json.dumps(summary, indent=1))
+    write_text(shard_dir / "COMPLETE.json", json.dumps(summary, indent=1))
     info = _finalise(out, settings)
     return {**summary, "warnings": info["warnings"] if info else []}
 
@@ -434,5 +404,5 @@ def _finalise(out: Path, settings: dict) -> dict | None:
         warnings.warn(f"{out}: {message}", stacklevel=3)
     info = {"format_version": FORMAT_VERSION, "config": config, "split_rule": settings["split_rule"],
             "statistics": stats, "skipped": skipped, "warnings": found}
-    _write_atomic(out / "dataset_info.json", json.dumps(info, indent=1))
+    write_text(out / "dataset_info.json", json.dumps(info, indent=1))
     return info

@@ -3,6 +3,7 @@ paper's metrics, and summarise each metric with a bootstrap interval."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..features import CrepeF0, compute_loudness_frames
 from ..losses import MultiScaleSpectralLoss
 from ..models import DDSP
@@ -195,11 +197,12 @@ def write_results(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = result["examples"]
     csv_path, json_path = out / "examples.csv", out / "summary.json"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["example_id"])
-        writer.writeheader()
-        writer.writerows(rows)
-    json_path.write_text(json.dumps(_finite_or_null(result["summary"]), indent=2))
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["example_id"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(csv_path, buf.getvalue())  # summary.json last: a table reads a run as evaluated by it
+    atomic.write_text(json_path, json.dumps(_finite_or_null(result["summary"]), indent=2))
     return csv_path, json_path
 
 

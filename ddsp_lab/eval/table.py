@@ -16,6 +16,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from .. import atomic
 from .evaluate import METRICS
 
 COLUMNS = ("loudness_l1_db", "f0_l1_semitones", "f0_outlier", "spectral_distance", "loudness_l1_paper_std",
@@ -25,11 +26,29 @@ SHORT = {"loudness_l1_db": "loudness L1 (dB)", "f0_l1_semitones": "f0 L1 (semito
          "encoder_f0_l1_semitones": "encoder f0 L1 (semitones)"}
 
 
-def _overrides(run: Path) -> dict[str, str]:
+def _read_json(path: Path, run: Path, problems: list[str]) -> dict | None:
+    """The JSON file's dict, or None with the reason added to problems (a file cut short by a
+    crash of a run written before writes were atomic, or edited by hand)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        problems.append(f"{path.relative_to(run)} is unreadable ({type(e).__name__}: {str(e)[:80]})")
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"{path.relative_to(run)} holds a {type(value).__name__}, not a JSON object")
+        return None
+    return value
+
+
+def _overrides(run: Path, problems: list[str]) -> dict[str, str]:
     import yaml
 
     path = run / ".hydra" / "overrides.yaml"
-    items = yaml.safe_load(path.read_text()) if path.exists() else []
+    try:
+        items = yaml.safe_load(path.read_text()) if path.exists() else []
+    except (OSError, yaml.YAMLError) as e:
+        problems.append(f".hydra/overrides.yaml is unreadable ({type(e).__name__})")
+        items = []
     out = {}
     for item in items or []:
         key, _, value = str(item).partition("=")
@@ -69,10 +88,13 @@ def collect(sweep_dir: str | Path, split: str = "test") -> dict:
     runs = []
     for run in dirs:
         info_path, summary_path = run / "run_info.json", run / "eval" / split / "summary.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {"status": "not started by ddsp-lab"}
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        runs.append({"dir": run, "overrides": _overrides(run), "info": info, "summary": summary,
-                     "done": summary is not None and info.get("status") == "evaluated"})
+        problems = []
+        info = _read_json(info_path, run, problems) if info_path.exists() else {"status": "not started by ddsp-lab"}
+        summary = _read_json(summary_path, run, problems) if summary_path.exists() else None
+        overrides = _overrides(run, problems)
+        info = info if info is not None else {"status": "unreadable"}
+        runs.append({"dir": run, "overrides": overrides, "info": info, "summary": summary, "problems": problems,
+                     "done": summary is not None and info.get("status") == "evaluated" and not problems})
     keys = sorted({k for r in runs for k in r["overrides"]})
     varied = [k for k in keys if len({r["overrides"].get(k) for r in runs}) > 1]
     return {"runs": runs, "varied": varied, "expected": _expected_jobs(sweep_dir), "sweep_dir": sweep_dir}
@@ -108,9 +130,18 @@ def rows(collected: dict) -> list[dict]:
 
 
 def unfinished(collected: dict) -> list[str]:
-    lines = [f"{r['dir'].name}: {r['info'].get('status', 'unknown')}"
-             + ("" if r["info"].get("status") != "finished" else " (not evaluated: evaluate.after_training=false?)")
-             for r in collected["runs"] if not r["done"]]
+    """A line per run left out of the table, with why."""
+    lines = []
+    for r in collected["runs"]:
+        if r["done"]:
+            continue
+        if r["problems"]:
+            lines.append(f"{r['dir'].name}: skipped, " + "; ".join(r["problems"]))
+            continue
+        status = r["info"].get("status", "unknown")
+        why = {"finished": " (not evaluated: evaluate.after_training=false?)",
+               "evaluated": " (but its eval summary is missing)"}.get(status, "")
+        lines.append(f"{r['dir'].name}: {status}{why}")
     expected = collected.get("expected")
     if expected is not None and expected > len(collected["runs"]):
         lines.append(f"{expected - len(collected['runs'])} of the sweep's {expected} jobs have no run directory "
@@ -188,7 +219,7 @@ def make_table(sweep_dir: str | Path, fmt: str = "md", split: str = "test") -> d
     text = format_table(table_rows, fmt)
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / ("table." + {"md": "md", "csv": "csv", "latex": "tex"}[fmt])
-    path.write_text(text)
+    atomic.write_text(path, text)
     png = plot(table_rows, sweep_dir / "table.png", sweep_dir.name)
     return {"text": text, "path": path, "png": png, "rows": table_rows, "unfinished": unfinished(collected),
             "varied": collected["varied"]}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..runtime import torch_threads
 from .engine import STATE_NAMES, BlockEngine, ScriptedStream
 
@@ -103,7 +104,7 @@ def export(model, path: str | Path, fmt: str = "torchscript", block_size: int = 
         else:
             _export_onnx(engine, path)
     info = describe(model, engine, fmt, path, checkpoint)
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic.write_text(path.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -244,7 +245,7 @@ def run_export(cfg) -> dict:
         with torch_threads(1):  # what a host gives one voice: the check's real-time factor means that
             checked = check_export(model, out, info, float(cfg.check_seconds), int(cfg.seed))
         info["check"] = checked
-        out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+        atomic.write_text(out.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
         print(f"  checked: {checked['seconds']:.2f} s of curves through the file equal the eager StreamingModel "
               f"within {checked['max_abs_error']:.1e} (peak {checked['peak']:.2f}); "
               f"{checked['real_time_factor']:.1f}x real time on one thread, first blocks included")

@@ -19,15 +19,12 @@ def _figure(target: np.ndarray, synth: np.ndarray, outputs: dict, sample_rate: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..media import spectrogram_db
+    from ..media import show_spectrogram
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 6))
     for ax, audio, title in ((axes[0, 0], target, "target"), (axes[0, 1], synth, "resynthesis")):
-        db = spectrogram_db(audio)
-        ax.imshow(db.T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
-                  extent=(0, len(audio) / sample_rate, 0, sample_rate / 2000))
+        show_spectrogram(ax, audio, sample_rate)
         ax.set_title(title)
-        ax.set_ylabel("kHz")
     for ax, key in ((axes[0, 2], "f0_hz"), (axes[1, 0], "loudness_db")):
         if key in outputs:
             ax.plot(outputs[key][0, :, 0].detach().float().cpu().numpy(), label="model")
@@ -78,7 +75,7 @@ class MediaLogger(pl.Callback):
         if getattr(pl_module.encoder, "predicts_f0", False) and "f0_hz" in batch:
             outputs = {**outputs, "f0_hz_data": batch["f0_hz"]}
         synth = outputs[pl_module.synth.output].float().cpu().numpy()
-        sample_rate = int(getattr(pl_module.synth.processors[0], "sample_rate", 16000))
+        sample_rate = int(pl_module.sample_rate)  # the model's (its first processor need not have one)
         out_dir = Path(trainer.default_root_dir) / "media" / f"step-{step:07d}"
         media = {}
         for i in range(synth.shape[0]):

@@ -29,10 +29,15 @@ class DDSPAutoencoder(pl.LightningModule):
         noise_seed: seed of the training steps' noise generator (the synth's random processors),
             plus the rank under DDP; None: torch.initial_seed() (which seed_everything sets).
 
-    Skipping needs no host synchronisation: parameters and optimizer state are restored on the
-    device with torch.where; the counters are read only at logging intervals. Under DDP the
-    decision is all-reduced (a step is skipped on every rank if it is bad on any), so replicas and
-    counters stay identical and a stop ends every rank at the same step.
+    Skipping (see `skip_mode`) decides on the device and copies nothing where it can: a fused
+    optimizer (Adam/AdamW/SGD with fused=True, the shipped default) takes the verdict as
+    `found_inf`, the flag GradScaler hands it, and its kernel leaves parameters, state and step
+    count as they were (no host sync, no copy); on CPU, where reading the flag costs nothing, a
+    bad step's gradients are dropped so that any optimizer skips every parameter; elsewhere
+    (another optimizer on an accelerator, or fp16's GradScaler) parameters and state are kept
+    and restored with torch.where, on the device. The counters are read only at logging
+    intervals. Under DDP the decision is all-reduced (a step is skipped on every rank if it is
+    bad on any), so replicas and counters stay identical and a stop ends every rank at the same step.
 
     Training noise comes from its own torch.Generator (saved per rank in checkpoints): validation
     and media rendering draw from the global RNG, so how often they run does not change training.
@@ -142,20 +147,54 @@ class DDSPAutoencoder(pl.LightningModule):
         loss_finite, self._loss_finite = self._loss_finite, None
         # After DDP's all-reduce the gradients agree on every rank, the loss flags do not: the verdict
         # is the MIN over ranks, so every replica skips (or takes) the same steps.
-        self._step_ok = _on_every_rank(finite & loss_finite if loss_finite is not None else finite)
+        self._step_ok = ok = _on_every_rank(finite & loss_finite if loss_finite is not None else finite)
+        mode = self.skip_mode(optimizer)
+        if mode == "found_inf":  # read by the fused kernel after this hook (and the clip): 1 = skip
+            optimizer.found_inf = (~ok).to(torch.float32)
+        elif mode == "host" and not bool(ok):  # CPU: no device to wait for; no gradient, no update
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
+
+    def skip_mode(self, optimizer) -> str:
+        """How a non-finite step is skipped with this optimizer: 'found_inf' (a fused optimizer
+        without a GradScaler: its kernel skips on the device), 'host' (on CPU: the gradients
+        are dropped), 'copy' (otherwise: kept copies restored with torch.where)."""
+        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
+        if getattr(optimizer, "_step_supports_amp_scaling", False) and scaler is None:
+            return "found_inf"
+        return "host" if self.device.type == "cpu" else "copy"
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        before = [p.detach().clone() for p in params]
-        state = [{k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)} for p in params]
-        optimizer.step(closure=optimizer_closure)
+        raw = getattr(optimizer, "optimizer", optimizer)  # Lightning's wrapper around the torch optimizer
+        if self.skip_mode(raw) == "copy":
+            self._step_restoring(raw, optimizer, optimizer_closure)
+        else:
+            try:
+                optimizer.step(closure=optimizer_closure)
+            finally:
+                raw.__dict__.pop("found_inf", None)
         ok, self._step_ok = self._step_ok, None
         ok = ok if ok is not None else torch.ones((), dtype=torch.bool, device=self.device)
+        with torch.no_grad():
+            bad = (~ok).long()
+            self.skipped_steps += bad
+            self.consecutive_skips.copy_((self.consecutive_skips + 1) * bad)
+            self.max_consecutive_seen.copy_(torch.maximum(self.max_consecutive_seen, self.consecutive_skips))
+
+    def _step_restoring(self, raw, optimizer, optimizer_closure) -> None:
+        """The step with parameters and optimizer state kept and put back where the verdict is
+        bad (torch.where, on the device): for optimizers that take no found_inf on accelerators."""
+        params = [p for group in raw.param_groups for p in group["params"]]
+        before = [p.detach().clone() for p in params]
+        state = [{k: v.clone() for k, v in raw.state[p].items() if torch.is_tensor(v)} for p in params]
+        optimizer.step(closure=optimizer_closure)
+        ok = self._step_ok if self._step_ok is not None else torch.ones((), dtype=torch.bool, device=self.device)
         ok_on = {ok.device: ok}  # Adam keeps `step` on the CPU: one copy per step there (a host sync on GPU)
         with torch.no_grad():
             for p, old, old_state in zip(params, before, state):
                 p.copy_(torch.where(ok, p, old))
-                for k, new in optimizer.state[p].items():
+                for k, new in raw.state[p].items():
                     if not torch.is_tensor(new):
                         continue
                     # State this step created (Adam's on the first step) goes back to zeros: for Adam and
@@ -164,10 +203,6 @@ class DDSPAutoencoder(pl.LightningModule):
                     if new.device not in ok_on:
                         ok_on[new.device] = ok.to(new.device)
                     new.copy_(torch.where(ok_on[new.device], new, old_v))
-            bad = (~ok).long()
-            self.skipped_steps += bad
-            self.consecutive_skips.copy_((self.consecutive_skips + 1) * bad)
-            self.max_consecutive_seen.copy_(torch.maximum(self.max_consecutive_seen, self.consecutive_skips))
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         outputs = self(batch)

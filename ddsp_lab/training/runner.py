@@ -11,7 +11,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from .. import atomic
 from .._resolvers import plain
 from .callbacks import PlainProgress
 
@@ -65,7 +67,8 @@ def _train(cfg, validate_first: bool):
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if _is_global_zero():  # rank 0 alone writes the run's files
+        atomic.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data.datamodule)
     model = build_model(cfg)
     model.config = model_config(cfg)
@@ -130,7 +133,7 @@ class RunInfo:
 
         self.values.update(values)
         if _is_global_zero():
-            self.path.write_text(json.dumps(self.values, indent=2, default=str))
+            atomic.write_text(self.path, json.dumps(self.values, indent=2, default=str))
 
 
 def _is_global_zero() -> bool:
@@ -167,6 +170,18 @@ def _interactive() -> bool:
     return bool(getattr(sys.stdout, "isatty", lambda: False)())
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written under a temporary name beside their place and renamed over it (see
+    ddsp_lab.atomic): a job killed while saving (preempted, out of time, a node lost) leaves the
+    previous last.ckpt whole, and resume=auto finds a checkpoint that loads. Lightning calls it on
+    global rank 0 only."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
+        atomic.torch_save(checkpoint, path)
+
+
 def checkpoints(run_dir: Path, monitor: str | None = None, mode: str = "min") -> ModelCheckpoint:
     """<run_dir>/checkpoints/last.ckpt at every validation (and the end), and with a monitor
     (e.g. val/total) best.ckpt: the checkpoint of the best validation so far."""
@@ -193,8 +208,11 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
     elif trainer_cfg.get("enable_progress_bar", True):  # not a terminal: plain lines, not a redrawn bar
         trainer_cfg["enable_progress_bar"] = False
         extra = [PlainProgress(trainer_cfg.get("log_every_n_steps", 50))]
+    plugins = list(trainer_cfg.pop("plugins", None) or [])
+    if not any(isinstance(p, TorchCheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
     trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, logger=logger, default_root_dir=str(run_dir),
-                                                  callbacks=[checkpoint, *extra, *(callbacks or [])])
+                                                  callbacks=[checkpoint, *extra, *(callbacks or [])], plugins=plugins)
     initial = None
     if validate_first:
         initial = {k: float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}

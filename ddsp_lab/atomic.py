@@ -1,0 +1,77 @@
+"""Writes that survive a crash: every file a later command reads (checkpoints, run_info.json,
+config.yaml, summaries, dataset records, tables) is written under a temporary name beside it,
+flushed to disk, and renamed over it. A reader (or a job resumed after a kill, a requeue or a
+node failure) sees the old file or the whole new one, never a part."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+def unique_tmp(path: Path) -> Path:
+    """A temporary name beside path (same folder, so the rename stays on one file system),
+    unique to this process and call, hidden (a leading dot)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """path holds `data` whole, or what it held before (the folder is made where missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_tmp(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def torch_save(obj: Any, path: str | Path) -> Path:
+    """torch.save through a temporary file and a rename (a checkpoint is whole or absent)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_tmp(path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def create_once(path: str | Path, text: str) -> None:
+    """Writes path unless it exists, atomically: of processes starting together (prepare's
+    shards), the first wins and the file appears complete."""
+    path = Path(path)
+    tmp = unique_tmp(path)
+    tmp.write_text(text)
+    try:
+        os.link(tmp, path)  # fails if path exists; path appears complete
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: exclusive create, then write
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+    finally:
+        tmp.unlink()
