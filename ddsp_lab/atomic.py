@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 
 def unique_tmp(path: Path) -> Path:
@@ -23,30 +23,24 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """path holds `data` whole, or what it held before (the folder is made where missing)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = unique_tmp(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_with(path, lambda f: f.write(data))
 
 
 def torch_save(obj: Any, path: str | Path) -> Path:
     """torch.save through a temporary file and a rename (a checkpoint is whole or absent)."""
     import torch
 
+    return write_with(path, lambda f: torch.save(obj, f))
+
+
+def write_with(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """write(f) into a temporary file beside path, flushed to disk, then renamed over path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = unique_tmp(path)
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

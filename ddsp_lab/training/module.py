@@ -2,6 +2,7 @@
 only what training needs: losses, the optimiser, the non-finite-step guard, metrics and logging."""
 from __future__ import annotations
 
+import functools
 import random
 from typing import Callable, Mapping
 
@@ -221,11 +222,11 @@ class DDSPAutoencoder(pl.LightningModule):
     def resynthesis_metrics(self, batch: Mapping[str, Tensor], outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Loudness L1 (dB) between target and resynthesis (the training data's loudness settings);
         with f0_metric, f0 L1 in cents between
-        CREPE (tiny) on both, over frames where CREPE is confident (> 0.5) on both; with an encoder
+        CREPE (tiny) on both, over frames where CREPE is confident (features.is_confident) on both; with an encoder
         that predicts f0, its f0 L1 in cents against the dataset's f0 where that is confident. Each
         f0 metric comes with `<name>_frames`, the frames it averages (0: the mean is 0 and means
         nothing; validation weighs batches by it)."""
-        from ..features import LOUDNESS_N_FFT, CrepeF0, compute_loudness_frames
+        from ..features import LOUDNESS_N_FFT, CrepeF0, compute_loudness_frames, is_confident
 
         audio = outputs[self.synth.output].float()
         target = batch["audio"][..., : audio.shape[-1]].float()
@@ -238,14 +239,14 @@ class DDSPAutoencoder(pl.LightningModule):
                 self._crepe = CrepeF0("tiny", viterbi=False, device=str(self.device))
             f0_t, c_t = self._crepe(target, self.sample_rate, self.frame_rate)
             f0_x, c_x = self._crepe(audio, self.sample_rate, self.frame_rate)
-            mask = (c_t > 0.5) & (c_x > 0.5)
+            mask = is_confident(c_t) & is_confident(c_x)
             metrics["f0_l1_cents"] = _cents_l1(f0_x, f0_t, mask).to(self.device)
             metrics["f0_l1_cents_frames"] = mask.sum().to(self.device)
         if getattr(self.encoder, "predicts_f0", False) and "f0_hz" in batch:
             f0_data = batch["f0_hz"].float()
             f0_data = f0_data if f0_data.dim() == 3 else f0_data[..., None]
             confident = batch.get("f0_confidence", torch.ones_like(f0_data))
-            confident = (confident if confident.dim() == 3 else confident[..., None]) > 0.5
+            confident = is_confident(confident if confident.dim() == 3 else confident[..., None])
             f0_pred = dsp.resample(outputs["f0_hz"].float(), f0_data.shape[1])
             metrics["f0_encoder_l1_cents"] = _cents_l1(f0_pred, f0_data, confident)
             metrics["f0_encoder_l1_cents_frames"] = confident.sum()
@@ -314,7 +315,13 @@ class DDSPAutoencoder(pl.LightningModule):
             noise.set_state(state)
 
     def configure_optimizers(self):
-        opt = (self.optimizer_fn or (lambda p: torch.optim.Adam(p, lr=3e-4)))(self.parameters())
+        make = self.optimizer_fn or (lambda p: torch.optim.Adam(p, lr=3e-4))
+        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
+        if scaler is not None and getattr(make, "keywords", {}).get("fused"):
+            # fp16's GradScaler with a fused optimizer unscales inside the step, after Lightning's
+            # gradient clipping would have run: Lightning refuses the pair, so fp16 takes the foreach kernel
+            make = functools.partial(make, fused=False)
+        opt = make(self.parameters())
         if self.scheduler_fn is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_fn(opt), "interval": "step"}}
