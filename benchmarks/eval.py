@@ -35,7 +35,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from hydra import compose, initialize_config_dir
 
-    from ddsp_lab.cli import CONF_DIR
+    from ddsp_lab.conf import CONF_DIR
     from ddsp_lab.data import DemoSource, PrepareConfig, load_prepared, prepare
     from ddsp_lab.eval import evaluate
     from ddsp_lab.training import build_model

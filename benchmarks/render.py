@@ -33,7 +33,7 @@ from dsp import _proc_status_kb, sync  # noqa: E402
 def build(device: str):
     from hydra import compose, initialize_config_dir
 
-    from ddsp_lab.cli import CONF_DIR
+    from ddsp_lab.conf import CONF_DIR
     from ddsp_lab.training import build_model
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):

@@ -5,10 +5,10 @@
 
 Each model is built as `ddsp-lab train experiment=<name>` builds it (untrained: the cost does not
 depend on the weights; its reverb, where it has one, is on: a 3 s trainable IR), wrapped in
-`ddsp_lab.streaming.StreamingModel(model, block)`, warmed up for 1 s, then fed `--seconds` of
+`ddsp_lab.realtime.StreamingModel(model, block)`, warmed up for 1 s, then fed `--seconds` of
 f0 / loudness curves block by block, through three backends:
   eager        StreamingModel (PyTorch, the generic stream of any synth stack);
-  torchscript  the exported per-block step (ddsp_lab.export: `ddsp-lab export format=torchscript`),
+  torchscript  the exported per-block step (ddsp_lab.realtime: `ddsp-lab export format=torchscript`),
                torch.jit.script'ed with its state in buffers, as a libtorch / nn~ host runs it;
   onnxruntime  the same step exported to ONNX (`format=onnx`), state fed back as inputs.
 Printed per case: the median and 99th-percentile compute time of one block, the block's
@@ -29,7 +29,7 @@ EXPERIMENTS = {"tiny": ["experiment=tiny", "synth=harmonic_noise_reverb"], "solo
 def build(name: str):
     from hydra import compose, initialize_config_dir
 
-    from ddsp_lab.cli import CONF_DIR
+    from ddsp_lab.conf import CONF_DIR
     from ddsp_lab.training import build_model
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
@@ -54,8 +54,8 @@ def backends(model, block: int, which: list[str]):
 
     import numpy as np
 
-    from ddsp_lab.export import export
-    from ddsp_lab.streaming import StreamingModel
+    from ddsp_lab.realtime import export
+    from ddsp_lab.realtime import StreamingModel
 
     out = {}
     if "eager" in which:

@@ -10,8 +10,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ._resolvers import plain
-
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+from .conf import CONF_DIR
 COMMANDS = {
     "demo": "Render every synth and effect from hand-made controls (WAV + spectrogram PNG).",
     "prepare": "Prepare training examples (CREPE f0, loudness) from source=demo|folder|nsynth|hub into out=DIR.",
@@ -162,7 +161,7 @@ APPS = ("transfer", "control", "dereverb", "reverb", "interpolate")
 
 
 def _export(cfg) -> None:
-    from .export.files import run_export
+    from .realtime.files import run_export
 
     try:
         run_export(cfg)

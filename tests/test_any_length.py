@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ddsp_lab import dsp
-from ddsp_lab.cli import CONF_DIR
+from ddsp_lab.conf import CONF_DIR
 from ddsp_lab.features import compute_loudness_frames
 from ddsp_lab.networks import (EncoderChain, F0LoudnessPreprocessor, F0ResNetEncoder, MlpDecoder, RnnFcDecoder,
                                ZEncoder)

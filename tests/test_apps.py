@@ -255,7 +255,7 @@ def test_bad_inputs_get_messages_that_name_what_is_wrong(run, model, tmp_path, m
     from hydra import compose, initialize_config_dir
 
     from ddsp_lab.apps.run import run_app
-    from ddsp_lab.cli import CONF_DIR
+    from ddsp_lab.conf import CONF_DIR
 
     monkeypatch.chdir(tmp_path)
     for command, overrides, message in (("transfer", [ckpt, "audio=noise.wav"], "no frame of the input has a confident pitch"),

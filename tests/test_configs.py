@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ddsp_lab.cli import CONF_DIR
+from ddsp_lab.conf import CONF_DIR
 from ddsp_lab.training import build_model
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

@@ -125,7 +125,7 @@ def _jobs(sweep: str) -> list[list[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from ddsp_lab.cli import CONF_DIR
+    from ddsp_lab.conf import CONF_DIR
 
     params = OmegaConf.load(CONF_DIR / "sweep" / f"{sweep}.yaml").hydra.sweeper.params
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
@@ -139,7 +139,7 @@ SWEEPS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "exper
 def test_every_shipped_sweep_composes_and_builds_every_job(sweep, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from ddsp_lab.cli import CONF_DIR
+    from ddsp_lab.conf import CONF_DIR
     from ddsp_lab.training import build_model
 
     jobs = _jobs(sweep)

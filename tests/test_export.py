@@ -1,4 +1,4 @@
-"""Export (ddsp_lab.export, `ddsp-lab export`): the per-block step as TorchScript and ONNX renders
+"""Export (ddsp_lab.realtime, `ddsp-lab export`): the per-block step as TorchScript and ONNX renders
 what the eager StreamingModel renders, runs without ddsp_lab, and says what it needs in a JSON."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddsp_lab.export import BlockEngine, ScriptedStream, export
-from ddsp_lab.export.files import run_exported
-from ddsp_lab.streaming import StreamingModel
+from ddsp_lab.realtime import BlockEngine, ScriptedStream, export
+from ddsp_lab.realtime import run_exported
+from ddsp_lab.realtime import StreamingModel
 from test_streaming import _model  # the tiny model with a 3 s reverb worth hearing
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")

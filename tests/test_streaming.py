@@ -1,4 +1,4 @@
-"""Streaming (ddsp_lab.streaming.StreamingModel): block by block, the offline render, delayed by the
+"""Streaming (ddsp_lab.realtime.StreamingModel): block by block, the offline render, delayed by the
 stated latency; the reverb by partitioned convolution; the phase exact over an hour."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ddsp_lab import dsp
-from ddsp_lab.cli import CONF_DIR
-from ddsp_lab.streaming import StreamingModel
+from ddsp_lab.conf import CONF_DIR
+from ddsp_lab.realtime import StreamingModel
 from ddsp_lab.training import build_model
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")  # blocks are small tensors: one thread is faster
@@ -139,7 +139,7 @@ def _sung(seconds: float, sr: int) -> torch.Tensor:
 def test_live_features_equal_the_offline_features_delayed_by_their_latency():
     from ddsp_lab import features
     from ddsp_lab.features import FeatureSettings
-    from ddsp_lab.features.live import LiveFeatures
+    from ddsp_lab.realtime import LiveFeatures
 
     x = _sung(3.072, 16000)  # whole blocks
     settings = FeatureSettings(16000, 250, crepe_model="tiny", viterbi=False)
@@ -162,7 +162,7 @@ def test_live_transfer_is_the_offline_analysis_and_render_delayed_by_its_latency
     from ddsp_lab import features
     from ddsp_lab.apps.curves import hold_f0
     from ddsp_lab.features import FeatureSettings
-    from ddsp_lab.streaming import LiveTransfer
+    from ddsp_lab.realtime import LiveTransfer
 
     x = _sung(2.048, 16000)
     live = LiveTransfer(model, block_size=512, pitch_shift=-12.0)
@@ -185,7 +185,7 @@ Z_MODEL = ("encoder=z_mfcc_gru", "decoder.input_keys=[ld_scaled,f0_scaled,z]", "
 
 
 def test_live_z_equals_the_encoders_offline_z_delayed_by_its_latency():
-    from ddsp_lab.features.live import LiveZ
+    from ddsp_lab.realtime import LiveZ
     from ddsp_lab.networks.encoders import ZEncoder
 
     model = _model(*Z_MODEL)
@@ -209,7 +209,7 @@ def test_live_transfer_of_a_z_model_feeds_the_streaming_model_z_aligned_with_the
     """A z model's live transfer computes z from the same audio (LiveZ, 8 frames late) and delays it
     to the features' 16: by hand, the encoder's offline z delayed by 16 frames gives the same audio."""
     from ddsp_lab.networks.encoders import ZEncoder
-    from ddsp_lab.streaming import LiveTransfer
+    from ddsp_lab.realtime import LiveTransfer
 
     model = _model(*Z_MODEL)
     x = _sung(2.048, 16000)

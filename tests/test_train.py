@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from ddsp_lab.cli import CONF_DIR
+from ddsp_lab.conf import CONF_DIR
 from ddsp_lab.data import DDSPDataModule
 from ddsp_lab.training import build_model
 from _ddp import run_ddp
@@ -391,7 +391,7 @@ def test_media_are_written_at_the_model_sample_rate_whatever_the_first_processor
 
     import soundfile as sf
 
-    from ddsp_lab.logging import MediaLogger
+    from ddsp_lab.media.logger import MediaLogger
     from ddsp_lab.losses import MultiScaleSpectralLoss
     from ddsp_lab.networks import F0LoudnessPreprocessor, RnnFcDecoder
     from ddsp_lab.processors import FilteredNoise, ProcessorGroup

@@ -12,9 +12,9 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
-from ddsp_lab.cli import CONF_DIR
+from ddsp_lab.conf import CONF_DIR
 from ddsp_lab.data import DDSPDataModule
-from ddsp_lab.logging import MediaLogger
+from ddsp_lab.media.logger import MediaLogger
 from ddsp_lab.training import build_model, fit
 from _ddp import run_ddp
 

@@ -18,50 +18,10 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-CONFIDENT = 0.5  # CREPE confidence from which a frame's pitch is believed (as the dataset statistics)
-PITCH_RANGE_PERCENT = (5, 95)  # the training pitch range: these quantiles of its confident f0
-
-
-def hz_to_midi(f0_hz: Tensor) -> Tensor:
-    return 69.0 + 12.0 * torch.log2(f0_hz.clamp(min=1e-3) / 440.0)
-
-
-def midi_to_hz(midi: Tensor) -> Tensor:
-    return 440.0 * torch.pow(2.0, (midi - 69.0) / 12.0)
-
-
-def _quantile_curve(statistics: Mapping | None, key: str) -> Tensor | None:
-    values = (statistics or {}).get(key)
-    return None if not values else torch.tensor(values, dtype=torch.float64)
-
-
-def training_pitch_range(statistics: Mapping | None) -> tuple[float, float, float] | None:
-    """(low, median, high) MIDI of the training data's confident f0 (5th, 50th, 95th percentile);
-    None for a checkpoint without statistics."""
-    q = _quantile_curve(statistics, "f0_midi_quantiles")
-    if q is None:
-        return None
-    lo, hi = PITCH_RANGE_PERCENT
-    return float(q[lo]), float(q[50]), float(q[hi])
-
-
-def training_loudness_quantiles(statistics: Mapping | None) -> Tensor | None:
-    """The training data's loudness quantiles (0..100 %) over its confident frames (the notes), or
-    over all frames for datasets prepared before those were recorded."""
-    return _quantile_curve(statistics, "loudness_db_confident_quantiles") \
-        if (statistics or {}).get("loudness_db_confident_quantiles") else _quantile_curve(statistics, "loudness_db_quantiles")
-
-
-def hold_f0(f0_hz: Tensor, on: Tensor) -> Tensor:
-    """f0 where `on`, else the nearest earlier `on` frame's (the first one's before it): the pitch a
-    note had, held through the unconfident frames (CREPE's f0 there is noise)."""
-    if not bool(on.any()):
-        return f0_hz
-    index = torch.arange(f0_hz.numel(), device=f0_hz.device)
-    last = torch.where(on, index, torch.full_like(index, -1)).cummax(0).values
-    first = int(index[on][0])
-    return f0_hz[torch.where(last < 0, torch.full_like(last, first), last)]
-
+from ..dsp import hz_to_midi, midi_to_hz
+from ..features.confidence import hold_f0, is_confident  # noqa: F401 - hold_f0: an apps name too
+from ..models.record import (CONFIDENT, PITCH_RANGE_PERCENT, training_loudness_quantiles,  # noqa: F401
+                             training_pitch_range, velocity_range)
 
 @dataclass
 class Adjusted:
@@ -100,7 +60,7 @@ def adjust(f0_hz: Tensor, confidence: Tensor, loudness_db: Tensor, statistics: M
         if not bool(torch.isfinite(curve).all()):
             raise ValueError(f"{name} holds NaN or inf")
     loud_ref = torch.quantile(loudness_db.double(), 0.95)
-    on = (confidence >= confidence_threshold) & (loudness_db.double() >= loud_ref - quiet_db)
+    on = is_confident(confidence, confidence_threshold) & (loudness_db.double() >= loud_ref - quiet_db)
     notes: list[str] = []
     if int(on.sum()) < min(min_note_frames, on.numel()) or not bool(on.any()):
         raise ValueError(f"no frame of the input has a confident pitch: {int(on.sum())} of {on.numel()} frames have "
@@ -298,14 +258,3 @@ def notes_to_curves(notes: Sequence[Note], frame_rate: int, loudness_range: tupl
         vibrato = vibrato_cents / 100.0 * torch.sin(2 * math.pi * vibrato_hz * (t - note.start))
         midi = torch.where(started, note.pitch + vibrato, midi)
     return midi_to_hz(midi).float(), loud.float()
-
-
-def velocity_range(statistics: Mapping | None) -> tuple[tuple[float, float], float]:
-    """((loudness at velocity 0, at 127), silence) in dB from the training data's note loudness:
-    its 10th and 95th percentiles, and the minimum of all its frames (defaults for checkpoints
-    without statistics: the demo corpus's)."""
-    notes = training_loudness_quantiles(statistics)
-    every = _quantile_curve(statistics, "loudness_db_quantiles")
-    if notes is None or every is None:
-        return (-10.0, 20.0), -40.0
-    return (float(notes[10]), float(notes[95])), float(min(every[0], notes[0] - 20.0))

@@ -5,31 +5,11 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from ..models.traits import check_model, predicts_f0, reads_z  # noqa: F401 - the apps' names too
 from . import curves as C
 from .io import AppResult, check_recording
 
 DEFAULT_CHUNK_SECONDS = 10.0  # renders in chunks of this: memory bounded whatever the length
-
-
-def check_model(model) -> None:
-    from ..models import DDSP
-
-    if not isinstance(model, DDSP):
-        raise ValueError(f"model must be a ddsp_lab DDSP (ddsp_lab.load(checkpoint)), got {type(model).__name__}")
-
-
-def predicts_f0(model) -> bool:
-    """The model's encoder predicts f0 from audio (an unsupervised model): f0 is not a control."""
-    from ..networks import F0ResNetEncoder
-
-    return model.encoder is not None and any(isinstance(m, F0ResNetEncoder) for m in model.encoder.modules())
-
-
-def reads_z(model) -> bool:
-    """The model's encoder computes z from the audio (timbre from the recording)."""
-    from ..networks import ZEncoder
-
-    return model.encoder is not None and any(isinstance(m, ZEncoder) for m in model.encoder.modules())
 
 
 def _settings(model, crepe_model: str | None):
@@ -152,7 +132,7 @@ def control(model, notes=None, audio: Tensor | None = None, sample_rate: int | N
         features, messages = recording_features(model, audio, sample_rate, crepe_model)
         recording = check_recording(audio)
         f0r, conf, ld = (features[k][0, :, 0].cpu() for k in ("f0_hz", "f0_confidence", "loudness_db"))
-        on = conf >= confidence_threshold
+        on = C.is_confident(conf, confidence_threshold)
         if not bool(on.any()):
             raise ValueError(f"audio: no frame has a confident pitch (CREPE confidence >= {confidence_threshold})")
         f0 = C.hold_f0(f0r, on)

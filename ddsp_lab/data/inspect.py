@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..features.confidence import CONFIDENT, is_confident
 from .prepare import compute_statistics, load_prepared
 
 
@@ -26,9 +27,9 @@ def inspect_prepared(path: str | Path, png: str | Path | None = None) -> str:
     conf = np.concatenate([np.asarray(x) for x in ds["f0_confidence"]])
     ld = np.concatenate([np.asarray(x) for x in ds["loudness_db"]])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-    axes[0].hist(f0[conf > 0.5], bins=np.geomspace(30, 2000, 60))
+    axes[0].hist(f0[is_confident(conf)], bins=np.geomspace(30, 2000, 60))
     axes[0].set_xscale("log")
-    axes[0].set_title("f0 (Hz), confidence > 0.5")
+    axes[0].set_title(f"f0 (Hz), confidence >= {CONFIDENT}")
     axes[1].hist(ld, bins=60)
     axes[1].set_title("loudness (dB)")
     axes[2].hist(conf, bins=50)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..dsp.units import DB_RANGE
+from ..features.confidence import CONFIDENT, is_confident
 from .sources import SPLITS
 
 QUANTILE_LEVELS = tuple(range(101))  # percent: 0, 1, ..., 100
-CONFIDENT = 0.5  # f0 statistics count frames where CREPE's confidence exceeds this
 LOUDNESS_DB_BINS = (-2.0 * DB_RANGE, 80.0, 0.01)  # (low, high, width): loudness is floored at -DB_RANGE
 F0_MIDI_BINS = (-10.0, 150.0, 0.01)  # 1 cent; CREPE spans MIDI 23.6 .. 131.2
 
@@ -59,7 +59,7 @@ class HistogramQuantiles:
 def compute_statistics(ds, config: dict) -> dict:
     """Normalisation and reporting statistics of a prepared dataset, read in batches (memory stays
     bounded however large the dataset). Quantiles at QUANTILE_LEVELS percent: loudness over all
-    frames, and over frames with confidence > CONFIDENT (the notes: what timbre transfer maps a
+    frames, and over frames with confidence >= CONFIDENT (the notes: what timbre transfer maps a
     recording's loudness onto); f0 (MIDI and Hz) over those confident frames."""
     edges = np.linspace(np.log2(20), np.log2(4000), 49)
     hist = np.zeros(48, np.int64)
@@ -73,8 +73,9 @@ def compute_statistics(ds, config: dict) -> dict:
         ld_sum, ld_sq = ld_sum + ld.sum(), ld_sq + (ld ** 2).sum()
         hist += np.histogram(np.log2(np.clip(f0, 20, 4000)), bins=edges)[0]
         loudness_q.add(ld)
-        confident = f0[conf > CONFIDENT]
-        loudness_conf_q.add(ld[conf > CONFIDENT])
+        on = is_confident(conf)
+        confident = f0[on]
+        loudness_conf_q.add(ld[on])
         if confident.size:
             f0_min, f0_max = min(f0_min, confident.min()), max(f0_max, confident.max())
         f0_midi_q.add(69.0 + 12.0 * np.log2(np.maximum(confident, 1e-3) / 440.0))

@@ -8,7 +8,7 @@ rad, and rounding errors add up over millions of samples). ddsp_lab keeps phases
     harmonic synth does); the phase of every sample has a closed form per frame segment, so only
     the frame-level running sum is needed, done in float64 on [batch, n_frames] values.
 Both equal the reference's inclusive cumsum (first sample has phase omega[0], not 0).
-The segment functions compile with TorchScript and export to ONNX (ddsp_lab.export): their bodies
+The segment functions compile with TorchScript and export to ONNX (ddsp_lab.realtime): their bodies
 spell 2 pi out (TorchScript reads no module globals) and give float64 constants as tensors.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ _CHUNK = 64
 
 
 def _constant(value: float, like: Tensor) -> Tensor:
-    """A scalar in like's dtype as a tensor, exact in float64 however the code runs (ddsp_lab.export):
+    """A scalar in like's dtype as a tensor, exact in float64 however the code runs (ddsp_lab.realtime):
     an ONNX graph stores Python floats, and torch.full's value, as float32 constants; TorchScript's
     torch.tensor(float) rounds through float32."""
     if torch.jit.is_scripting():

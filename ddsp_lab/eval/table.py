@@ -248,14 +248,17 @@ SIZE_NOTES = {
 
 
 def model_sizes(experiments: list[str] | None = None) -> list[dict]:
-    """Parameters of each experiment's model, as `ddsp-lab train experiment=<name>` builds it, by part."""
+    """Parameters of each experiment's model, as `ddsp-lab train experiment=<name>` builds it, by part
+    (the DDSP module from the composed parts, as the training module holds it)."""
     import contextlib
 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from ..cli import CONF_DIR
-    from ..training import build_model
+    import hydra
+
+    from ..conf import CONF_DIR
+    from ..models import DDSP
 
     names = experiments or sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
     out = []
@@ -266,7 +269,10 @@ def model_sizes(experiments: list[str] | None = None) -> list[dict]:
         for name in names:
             cfg = compose("train", overrides=[f"experiment={name}", "data.path=unused", "run_dir=unused",
                                               "logger=csv"])
-            model = build_model(cfg).model
+            built = {k: hydra.utils.instantiate(cfg[k]) if cfg.get(k) is not None else None
+                     for k in ("preprocessor", "encoder", "decoder", "synth")}
+            model = DDSP(built["preprocessor"], built["decoder"], built["synth"], encoder=built["encoder"],
+                         sample_rate=int(cfg.model.sample_rate), frame_rate=int(cfg.model.frame_rate))
             parts = {part: sum(p.numel() for p in getattr(model, part).parameters())
                      for part in ("encoder", "decoder", "synth") if getattr(model, part) is not None}
             out.append({"experiment": name, "parameters": sum(parts.values()), "parts": parts,

@@ -1,12 +1,4 @@
-"""The DDSP model (a plain nn.Module) and its use after training: load, export."""
+"""The DDSP model (a plain nn.Module) and its use after training: load, export; what a checkpoint
+may build (trust), what kind of model it is (traits), its training data's ranges (record)."""
 from .ddsp import DDSP
 from .loading import export, load
-
-
-def __getattr__(name):
-    # ddsp_lab.models.DDSPAutoencoder: the training module's old home (configs and checkpoints name it)
-    if name == "DDSPAutoencoder":
-        from ..training import DDSPAutoencoder
-
-        return DDSPAutoencoder
-    raise AttributeError(f"module 'ddsp_lab.models' has no attribute {name!r}")

@@ -58,7 +58,7 @@ class PositionalNoise:
 
 def uniform_at(key: int, positions: Tensor, batch: int) -> Tensor:
     """PositionalNoise's values [batch, n] (float64, in [-1, 1)) at int64 sample positions [n] for
-    a key (PositionalNoise.key()). TorchScript- and ONNX-exportable (ddsp_lab.export draws the
+    a key (PositionalNoise.key()). TorchScript- and ONNX-exportable (ddsp_lab.realtime draws the
     same noise)."""
     rows = torch.arange(batch, dtype=torch.int64, device=positions.device)[:, None]
     pos = positions[None, :]

@@ -1,4 +1,4 @@
-"""Training callbacks of our own (media logging: ddsp_lab.logging)."""
+"""Training callbacks of our own (media logging: ddsp_lab.media.logger)."""
 from __future__ import annotations
 
 import time

@@ -2,7 +2,7 @@
 what a host needs (sample rate, block size, latency, the inputs with their units and ranges).
 
     from ddsp_lab import load
-    from ddsp_lab.export import export
+    from ddsp_lab.realtime import export
     info = export(load("runs/violin/checkpoints/best.ckpt"), "violin.ts", "torchscript", block_size=512)
 
 TorchScript runs without ddsp_lab (torch.jit.load(path); forward(x [1, channels, block]) ->
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .. import atomic
+from ..dsp import midi_to_hz
 from ..runtime import torch_threads
 from .engine import STATE_NAMES, BlockEngine, ScriptedStream
 
@@ -34,7 +35,7 @@ NEUTONE_BLOCKED = (
 def _inputs(model, engine: BlockEngine) -> list[dict]:
     """The control channels, with units and the ranges the model was trained on (where the
     checkpoint carries its dataset's statistics)."""
-    from ..apps.curves import training_loudness_quantiles, training_pitch_range, velocity_range
+    from ..models.record import training_loudness_quantiles, training_pitch_range, velocity_range
 
     stats = getattr(model, "dataset_statistics", None)
     pitch = training_pitch_range(stats)
@@ -43,7 +44,7 @@ def _inputs(model, engine: BlockEngine) -> list[dict]:
                   "on jumps to 0)"}
     if pitch is not None:
         lo, _, hi = pitch
-        f0["trained_range"] = [round(440.0 * 2 ** ((lo - 69) / 12), 2), round(440.0 * 2 ** ((hi - 69) / 12), 2)]
+        f0["trained_range"] = [round(float(midi_to_hz(torch.tensor(m, dtype=torch.float64))), 2) for m in (lo, hi)]
         f0["trained_range_midi"] = [round(lo, 2), round(hi, 2)]
     loud = training_loudness_quantiles(stats)
     (_, _), silence = velocity_range(stats)
@@ -190,7 +191,7 @@ def check_curves(model, seconds: float, block_frames: int) -> torch.Tensor:
     whole blocks. [1, n_frames, 2 (+ z)]."""
     import math
 
-    from ..apps.curves import training_pitch_range, velocity_range
+    from ..models.record import training_pitch_range, velocity_range
 
     stats = getattr(model, "dataset_statistics", None)
     n = -(-int(seconds * model.frame_rate) // block_frames) * block_frames
@@ -201,7 +202,7 @@ def check_curves(model, seconds: float, block_frames: int) -> torch.Tensor:
     (quiet, loud), silence = velocity_range(stats)
     swell = 0.5 - 0.5 * torch.cos(2 * math.pi * (t % 1.0) / 0.8)
     ld = torch.where((t % 1.0) < 0.8, quiet + (loud - quiet) * swell, torch.full_like(t, silence))
-    f0 = 440.0 * 2 ** ((midi - 69.0) / 12.0)
+    f0 = midi_to_hz(midi)
     z = torch.zeros(1, n, BlockEngine.z_size(model), dtype=t.dtype)
     return torch.cat([f0[None, :, None], ld[None, :, None], z], -1).float()
 
@@ -209,7 +210,7 @@ def check_curves(model, seconds: float, block_frames: int) -> torch.Tensor:
 def check_export(model, path: str | Path, info: dict, seconds: float = 2.0, seed: int = 0) -> dict:
     """Run the exported file on `check_curves` and compare it with the eager StreamingModel:
     {'max_abs_error', 'peak', 'real_time_factor', 'seconds'}."""
-    from ..streaming import StreamingModel
+    from .streaming import StreamingModel
 
     controls = check_curves(model, seconds, info["frames_per_block"])
     out, compute = run_exported(path, controls, info)

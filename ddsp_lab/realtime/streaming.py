@@ -1,7 +1,7 @@
 """Real time: a trained model played block by block, rendering what the offline model renders.
 
     from ddsp_lab import load
-    from ddsp_lab.streaming import StreamingModel
+    from ddsp_lab.realtime import StreamingModel
     live = StreamingModel(load("runs/violin/checkpoints/best.ckpt"), block_size=512)
     for f0_block, loudness_block in controls:          # [1, 512 / hop] each, at the control rate
         audio = live(f0_block, loudness_block)          # [1, 512]: the next block of audio
@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .processors import PositionalNoise
+from ..processors import PositionalNoise
 
 BLOCK_SIZES = (64, 4096)  # the block sizes supported, in samples (inclusive)
 
@@ -55,7 +55,7 @@ class StreamingModel(nn.Module):
 
     def __init__(self, model, block_size: int, sample_rate: int | None = None, seed: int | None = 0):
         super().__init__()
-        from .apps.transfer import check_model, predicts_f0, reads_z
+        from ..models.traits import check_model, predicts_f0, reads_z
 
         check_model(model)
         if predicts_f0(model):
@@ -138,7 +138,7 @@ class LiveTransfer:
     below `threshold`) keep the pitch of the last confident frame and are attenuated by
     `attenuate_db`, as the offline transfer does; `pitch_shift` (semitones) and `loudness_shift`
     (dB) apply to every frame; the StreamingModel renders them. A model that reads z gets it from
-    the same audio through `ddsp_lab.features.live.LiveZ` (its ZEncoder per block), delayed to the
+    the same audio through `ddsp_lab.realtime.LiveZ` (its ZEncoder per block), delayed to the
     features' frames. `latency` = the features' plus the synth's (1088 samples, 68 ms, at 16 kHz).
     The input must be at the model's rate.
 
@@ -150,16 +150,16 @@ class LiveTransfer:
     def __init__(self, model, block_size: int, crepe_model: str = "tiny", pitch_shift: float = 0.0,
                  loudness_shift: float = 0.0, threshold: float | None = None, attenuate_db: float = 20.0,
                  seed: int | None = 0):
-        from .features import FeatureSettings
-        from .features.live import LiveFeatures
+        from ..features import FeatureSettings
+        from .live import LiveFeatures
 
         self.stream = StreamingModel(model, block_size, seed=seed)
         settings = model.feature_settings or FeatureSettings(model.sample_rate, model.frame_rate)
         self.features = LiveFeatures(settings, block_size, crepe_model)
         self.z = None
         if self.stream.takes_z:  # z from the same live audio, delayed to the features' frames
-            from .features.live import LiveZ
-            from .networks.encoders import ZEncoder
+            from .live import LiveZ
+            from ..networks.encoders import ZEncoder
 
             encoders = [m for m in model.modules() if isinstance(m, ZEncoder)]
             if not encoders:
@@ -171,7 +171,7 @@ class LiveTransfer:
                                  "frames); a loudness window at least as long as the MFCC window is needed")
             self._z_lag = lag
         self.pitch_shift, self.loudness_shift = float(pitch_shift), float(loudness_shift)
-        from .apps.curves import CONFIDENT
+        from ..features.confidence import CONFIDENT
 
         self.threshold = float(CONFIDENT if threshold is None else threshold)  # the offline transfer's
         self.attenuate_db = float(attenuate_db)
@@ -189,9 +189,9 @@ class LiveTransfer:
 
     def controls(self, f0_hz: Tensor, confidence: Tensor, loudness_db: Tensor) -> tuple[Tensor, Tensor]:
         """One block of tracked features -> the model's (f0, loudness): held pitch, attenuation, shifts."""
-        from .apps.curves import hold_f0
+        from ..features.confidence import hold_f0, is_confident
 
-        on = confidence >= self.threshold
+        on = is_confident(confidence, self.threshold)
         held = hold_f0(torch.cat([self._held, f0_hz], -1)[0], torch.cat([torch.ones(1, dtype=torch.bool), on[0]]))
         f0 = held[1:][None]
         self._held = f0[:, -1:]

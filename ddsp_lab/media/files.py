@@ -1,4 +1,4 @@
-"""Writing audio and spectrogram images (used by the demo and, later, the logging callbacks)."""
+"""Writing audio and spectrogram images (the demo, the applications and the media logger)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +26,7 @@ def save_wav(path: str | Path, audio: Tensor | np.ndarray, sample_rate: int, sub
 
 def spectrogram_db(audio, fft_size: int = 1024) -> Tensor:
     """Log-magnitude spectrogram [n_frames, n_bins] of mono audio in dB re its maximum, 80 dB range."""
-    from .dsp import amplitude_to_db, compute_mag
+    from ..dsp import amplitude_to_db, compute_mag
 
     mag = compute_mag(torch.as_tensor(audio).detach().float().cpu().reshape(1, -1), fft_size)[0]
     return amplitude_to_db(mag, ref_db=float(amplitude_to_db(mag.max().clamp(min=1e-9))), range_db=80.0)

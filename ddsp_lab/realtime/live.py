@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from .. import dsp
-from .crepe import CREPE_SAMPLE_RATE, CREPE_WINDOW, CrepeF0, normalize_frames
-from .framing import frame_hop
-from .loudness import loudness_n_fft
-from .settings import FeatureSettings
+from ..features.crepe import CREPE_SAMPLE_RATE, CREPE_WINDOW, CrepeF0, normalize_frames
+from ..features.framing import frame_hop
+from ..features.loudness import loudness_n_fft
+from ..features.settings import FeatureSettings
 
 SILENCE_DB = -120.0
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ..media import save_wav
+from .files import save_wav
 
 
 def _figure(target: np.ndarray, synth: np.ndarray, outputs: dict, sample_rate: int):
@@ -19,7 +19,7 @@ def _figure(target: np.ndarray, synth: np.ndarray, outputs: dict, sample_rate: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..media import show_spectrogram
+    from .files import show_spectrogram
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 6))
     for ax, audio, title in ((axes[0, 0], target, "target"), (axes[0, 1], synth, "resynthesis")):

@@ -6,7 +6,7 @@ one block of audio and the next state out, with no Python objects, dicts or data
 shapes inside. That one function is what TorchScript compiles (`ScriptedStream` keeps the state
 in registered buffers) and what ONNX exports (the state as explicit inputs and outputs).
 
-It renders what `ddsp_lab.streaming.StreamingModel` renders (tests/test_export.py: within 1e-5),
+It renders what `ddsp_lab.realtime.StreamingModel` renders (tests/test_export.py: within 1e-5),
 for the shipped synth stacks: Harmonic, FilteredNoise, Add and a Reverb with a fixed (trained)
 impulse response, under the F0LoudnessPreprocessor and an RNN-FC or MLP decoder. Anything else is
 refused with the node it cannot export.
@@ -63,9 +63,9 @@ class BlockEngine(nn.Module):
         super().__init__()
         from ..networks import F0LoudnessPreprocessor
         from ..networks.decoders import _FcDecoder
-        from ..streaming import check_block_size
+        from .streaming import check_block_size
 
-        from ..apps.transfer import check_model, predicts_f0
+        from ..models.traits import check_model, predicts_f0
 
         check_model(model)
         pre, dec, synth = model.preprocessor, model.decoder, model.synth
