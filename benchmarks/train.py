@@ -307,6 +307,44 @@ def print_projection(rows: list[dict]) -> None:
         print(f"  {r['mode']:9s} {minutes:8.1f} min ({minutes / 60:.1f} h)")
 
 
+def time_guard_phase(args, fused: bool, copy: bool, n_steps: int = 20) -> float:
+    """ms of the optimizer phase alone (the guard's verdict, the clip, the step with its skip
+    mechanism), with fixed gradients: the part of a step the guard's design changes."""
+    from ddsp_lab.training import build_model
+
+    torch.manual_seed(0)
+    cfg = compose_config(args.device, args.precision)
+    cfg.model.optimizer.fused = fused
+    model = build_model(cfg).to(args.device).train()
+    if copy:
+        model.skip_mode = lambda optimizer: "copy"
+    opt = model.configure_optimizers()["optimizer"]
+    grads = [torch.randn_like(p) * 1e-3 for p in model.parameters()]
+
+    def closure() -> Tensor:
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g.clone()
+        model.on_before_optimizer_step(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.trainer.gradient_clip_val))
+        return torch.zeros(())
+
+    for _ in range(3):
+        model.optimizer_step(0, 0, opt, closure)
+    sync(args.device)
+    t0 = time.perf_counter()
+    for _ in range(n_steps):
+        model.optimizer_step(0, 0, opt, closure)
+    sync(args.device)
+    return 1000 * (time.perf_counter() - t0) / n_steps
+
+
+def print_guard_phase(args) -> None:
+    old, new = time_guard_phase(args, fused=False, copy=True), time_guard_phase(args, fused=True, copy=False)
+    print(f"optimizer phase alone (verdict + clip + step, fixed gradients, solo_violin's parameters): "
+          f"{old:.1f} ms before (foreach Adam, copy and restore) -> {new:.1f} ms now (fused Adam, found_inf): "
+          f"x{old / new:.2f}")
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", default="16,32", help="comma-separated batch sizes")
@@ -359,6 +397,8 @@ def main() -> None:
                 rows[-1]["peak_mb"] = run_memory_child(args, n_batch, mode)
             print_row(rows[-1], rows, float(cfg.example_seconds))
     print_projection(rows)
+    if {"guard", "guard_copy"} & set(modes):
+        print_guard_phase(args)
     by = {(r["batch"], r["mode"]): r for r in rows if "error" not in r}
     for n_batch in sorted({r["batch"] for r in rows}):
         if (n_batch, "guard") in by and (n_batch, "guard_copy") in by:
