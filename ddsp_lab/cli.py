@@ -131,18 +131,20 @@ def _sizes(cfg) -> None:
 
 def _quickstart(cfg) -> None:
     from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
 
     out = Path(cfg.out)
     _prepare(compose("prepare", overrides=["source=demo", f"out={out / 'data'}", "crepe_model=tiny",
                                            "example_seconds=1.0", f"source.n_examples={cfg.n_examples}"]))
     train_cfg = compose("train", overrides=[
-        "experiment=tiny", f"data.path={out / 'data'}", f"run_dir={out / 'run'}", f"seed={cfg.seed}",
-        f"trainer.max_steps={cfg.steps}", "trainer.val_check_interval=100", "trainer.num_sanity_val_steps=0",
-        f"logger={cfg.logger}", f"callbacks.media.every_n_steps={cfg.steps}"])
+        "experiment=tiny", f"data.path={out / 'data'}", f"run_dir={cfg.run_dir}", f"seed={cfg.seed}",
+        f"trainer.max_steps={cfg.steps}", f"trainer.val_check_interval={min(100, int(cfg.steps))}",
+        "trainer.num_sanity_val_steps=0",
+        f"logger={HydraConfig.get().runtime.choices.logger}", f"callbacks.media.every_n_steps={cfg.steps}"])
     from .training import train
 
     final, initial = train(train_cfg, validate_first=True)
-    run = (out / "run").resolve()
+    run = Path(cfg.run_dir).resolve()
     drop = 100 * (1 - final["val/spectral"] / initial["val/spectral"])
     print(f"\nddsp-lab quickstart: trained the tiny model for {cfg.steps} steps on the demo corpus")
     print(f"  validation spectral loss {initial['val/spectral']:.2f} -> {final['val/spectral']:.2f} ({drop:.0f} % lower)")
@@ -252,7 +254,11 @@ def main(argv: list[str] | None = None) -> None:
     if command == "table" and overrides and "=" not in overrides[0]:
         overrides[0] = f"sweep_dir={overrides[0]}"  # `ddsp-lab table <sweep dir>`
     if command not in COMMANDS:
-        raise SystemExit(f"ddsp-lab: unknown command {command!r}\n\n{_usage()}")
+        import difflib
+
+        near = difflib.get_close_matches(command, COMMANDS, n=1, cutoff=0.5)
+        hint = f" (did you mean `ddsp-lab {near[0]}`?)" if near else ""
+        raise SystemExit(f"ddsp-lab: unknown command {command!r}{hint}\n\n{_usage()}")
     if command == "prepare":
         _refuse_train_keys(overrides)
     if not {"-m", "--multirun"} & set(overrides):  # a sweep may list paths: leave its commas alone

@@ -360,3 +360,19 @@ def test_cpu_allocator_tuning_applies_on_glibc_and_is_switched_off_by_its_variab
                          env={**env, "DDSP_LAB_MALLOC_TUNING": "0"})
     glibc = platform.libc_ver()[0] == "glibc"
     assert on.stdout.strip() == str(glibc) and off.stdout.strip() == "False"
+
+
+def test_quickstart_takes_the_logger_as_train_does(tmp_path):
+    """`ddsp-lab quickstart logger=csv` (it used to fail: "Could not override 'logger'"), on a
+    small corpus and a few steps: the run logs CSV, and no W&B run is made."""
+    out = ddsp_lab("quickstart", "logger=csv", "steps=4", "n_examples=6", "out=qs", cwd=tmp_path)
+    assert "validation spectral loss" in out.stdout
+    assert list((tmp_path / "qs" / "run" / "logs").glob("version_*/metrics.csv"))
+    assert not (tmp_path / "qs" / "run" / "wandb").exists()
+
+
+def test_an_unknown_command_suggests_the_nearest_one(tmp_path):
+    out = ddsp_lab("trian", "experiment=tiny", cwd=tmp_path, ok=False)
+    assert out.returncode != 0 and "unknown command 'trian' (did you mean `ddsp-lab train`?)" in out.stderr
+    out = ddsp_lab("xyzzy", cwd=tmp_path, ok=False)
+    assert "unknown command 'xyzzy'" in out.stderr and "did you mean" not in out.stderr
