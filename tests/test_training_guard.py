@@ -341,3 +341,21 @@ def test_the_guard_with_the_default_fused_adam_reads_nothing_from_the_device_and
     assert guarded["reads"] == []
     assert model.skip_mode(trainer.optimizers[0]) == "found_inf"
     assert int(model.skipped_steps) == 1 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_gradients_of_the_fused_optimizer_are_clipped_without_a_grad_scaler(algorithm, demo_data, tmp_path):
+    """Lightning's mixed-precision plugin refuses to clip for a fused optimizer (bf16 included, the
+    GPU default); the module clips them itself when no GradScaler is in play."""
+    torch.manual_seed(0)
+    model = build_model(_compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"]))
+    opt = model.configure_optimizers()["optimizer"]
+    assert getattr(opt, "_step_supports_amp_scaling", False)  # fused, as shipped
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    model.configure_gradient_clipping(opt, gradient_clip_val=0.01, gradient_clip_algorithm=algorithm)
+    grads = [p.grad for p in model.parameters()]
+    if algorithm == "norm":
+        assert float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) <= 0.0101
+    else:
+        assert max(float(g.abs().max()) for g in grads) <= 0.01

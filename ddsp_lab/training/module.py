@@ -314,6 +314,20 @@ class DDSPAutoencoder(pl.LightningModule):
         if state is not None and state.numel() == noise.get_state().numel():  # not if saved on another device type
             noise.set_state(state)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's clipping, except for a fused optimizer without a GradScaler (32-bit, bf16):
+        Lightning's mixed-precision plugin refuses to clip for any fused optimizer, for fear of a
+        scaler that unscales inside the step; without one the gradients are the true ones and
+        are clipped here, as Lightning clips them in 32-bit."""
+        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
+        if gradient_clip_val and scaler is None and getattr(optimizer, "_step_supports_amp_scaling", False):
+            if gradient_clip_algorithm == "value":  # a str enum: equal to its value
+                torch.nn.utils.clip_grad_value_(self.parameters(), float(gradient_clip_val))
+            else:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), float(gradient_clip_val))
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
+
     def configure_optimizers(self):
         make = self.optimizer_fn or (lambda p: torch.optim.Adam(p, lr=3e-4))
         scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
