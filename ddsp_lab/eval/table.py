@@ -255,10 +255,8 @@ def model_sizes(experiments: list[str] | None = None) -> list[dict]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import hydra
-
     from ..conf import CONF_DIR
-    from ..models import DDSP
+    from ..models.loading import build
 
     names = experiments or sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
     out = []
@@ -269,10 +267,7 @@ def model_sizes(experiments: list[str] | None = None) -> list[dict]:
         for name in names:
             cfg = compose("train", overrides=[f"experiment={name}", "data.path=unused", "run_dir=unused",
                                               "logger=csv"])
-            built = {k: hydra.utils.instantiate(cfg[k]) if cfg.get(k) is not None else None
-                     for k in ("preprocessor", "encoder", "decoder", "synth")}
-            model = DDSP(built["preprocessor"], built["decoder"], built["synth"], encoder=built["encoder"],
-                         sample_rate=int(cfg.model.sample_rate), frame_rate=int(cfg.model.frame_rate))
+            model = build(cfg, cfg.model.sample_rate, cfg.model.frame_rate)
             parts = {part: sum(p.numel() for p in getattr(model, part).parameters())
                      for part in ("encoder", "decoder", "synth") if getattr(model, part) is not None}
             out.append({"experiment": name, "parameters": sum(parts.values()), "parts": parts,

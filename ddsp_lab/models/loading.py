@@ -41,19 +41,25 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu",
     trusted_targets = tuple(trusted_targets or ())
     for k in _PARTS:
         check_targets(cfg.get(k), f"{path.name}:{k}", trusted_targets)
-    parts = {k: hydra.utils.instantiate(_any_length(cfg.get(k))) if cfg.get(k) is not None else None
-             for k in _PARTS}
     section = cfg.get("model") or {}
     if not section:
         warnings.warn(f"{path} predates checkpoints that carry the model section: loaded with the default "
                       f"model settings (sample_rate 16000, frame_rate 250)")
-    model = DDSP(parts["preprocessor"], parts["decoder"], parts["synth"], encoder=parts["encoder"],
-                 sample_rate=int(section.get("sample_rate", cfg.get("sample_rate", 16000))),
-                 frame_rate=int(section.get("frame_rate", cfg.get("frame_rate", 250))))
+    model = build({k: _any_length(cfg.get(k)) for k in _PARTS},
+                  sample_rate=int(section.get("sample_rate", cfg.get("sample_rate", 16000))),
+                  frame_rate=int(section.get("frame_rate", cfg.get("frame_rate", 250))))
     model.load_state_dict(_model_state(ckpt["state_dict"]))
     model.config = cfg
     model.set_dataset(ckpt.get("ddsp_lab_dataset"))  # older checkpoints: None
     return model.eval()
+
+
+def build(parts, sample_rate: int, frame_rate: int) -> DDSP:
+    """A DDSP from the configs of its parts ({preprocessor, encoder, decoder, synth}: `_target_`
+    trees, None where absent), each built with hydra.utils.instantiate."""
+    built = {k: hydra.utils.instantiate(parts[k]) if parts.get(k) is not None else None for k in _PARTS}
+    return DDSP(built["preprocessor"], built["decoder"], built["synth"], encoder=built["encoder"],
+                sample_rate=int(sample_rate), frame_rate=int(frame_rate))
 
 
 def upgrade_state_dict(state_dict: dict) -> dict:
