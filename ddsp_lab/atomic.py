@@ -33,6 +33,22 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     return write_with(path, lambda f: torch.save(obj, f))
 
 
+def write_to(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """write(tmp) to a temporary path beside path (for writers that take a file name: an ONNX
+    program), synced to disk, then renamed over path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_tmp(path).with_suffix(path.suffix)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_with(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     """write(f) into a temporary file beside path, flushed to disk, then renamed over path."""
     path = Path(path)

@@ -1,6 +1,7 @@
 """Pure tensor DSP functions (no state). See the submodules for the conventions."""
 from .filters import (OverlapAdd, PartitionedConvolution, apply_window_to_impulse_response, block_convolve, crop_and_compensate_delay,
-                      fft_convolve, delay_compensation_samples,
+                      fft_convolve, delay_compensation_samples, design_ir_size, filter_frames,
+                      partition_spectra, partitioned_step,
                       frequency_filter, frequency_impulse_response, sinc, sinc_filter,
                       sinc_impulse_response)
 from .loudness import a_weighting_db, compute_loudness, compute_power, compute_rms_energy, pad
@@ -8,8 +9,8 @@ from .oscillators import (end_phase, get_harmonic_frequencies, harmonic_chunk, h
                           oscillator_bank, remove_above_nyquist)
 from .conversions import (frequencies_sigmoid, frequencies_softmax, harmonic_to_sinusoidal,
                           sinusoidal_to_harmonic, streaming_harmonic_synthesis)
-from .phase import cumulative_phase, segment_phase
-from .precision import full_precision
+from .phase import cumulative_phase, segment_phase, segment_phase_totals
+from .precision import exporting, full_precision, tracing
 from .resample import RESAMPLE_METHODS, resample, resample_audio, upsample_with_windows
 from .spectral import (CQT, compute_logmag, compute_logmel, compute_mag, compute_mel, compute_mfcc,
                        cqt, frame, mel_weight_matrix, stft)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_batch, check_choice, check_rank
+from .precision import exporting
 
 
 def _hann(n: int, dtype, device, periodic: bool = True) -> Tensor:
@@ -175,21 +176,54 @@ class PartitionedConvolution:
         check_rank("ir", ir, (2,), "[batch, n_taps]")
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
-        self.block_size = b = int(block_size)
-        n_parts = -(-ir.shape[-1] // b)
-        parts = torch.nn.functional.pad(ir, (0, n_parts * b - ir.shape[-1])).reshape(ir.shape[0], n_parts, b)
-        self.spectra = torch.fft.rfft(parts, n=2 * b)  # [batch, P, b + 1]
+        self.block_size = int(block_size)
+        self.spectra = partition_spectra(ir, block_size)  # [batch, P, b + 1, 2]
         self.delay_line = torch.zeros_like(self.spectra)
-        self.previous = ir.new_zeros(ir.shape[0], b)
+        self.previous = ir.new_zeros(ir.shape[0], self.block_size)
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.block_size or x.shape[0] != self.previous.shape[0]:
             raise ValueError(f"PartitionedConvolution: blocks must be [{self.previous.shape[0]}, {self.block_size}], "
                              f"got {tuple(x.shape)}")
-        spectrum = torch.fft.rfft(torch.cat([self.previous, x], dim=-1))
-        self.delay_line = torch.cat([spectrum[:, None], self.delay_line[:, :-1]], dim=1)
-        self.previous = x
-        return torch.fft.irfft((self.delay_line * self.spectra).sum(dim=1), n=2 * self.block_size)[:, self.block_size:]
+        y, self.delay_line, self.previous = partitioned_step(x, self.spectra, self.delay_line, self.previous)
+        return y
+
+
+def partition_spectra(ir: Tensor, block_size: int) -> Tensor:
+    """A FIR cut into P partitions of block_size taps, each transformed (FFT size 2 x block_size):
+    ir [batch, n_taps] -> [batch, P, block_size + 1, 2] (real views), `partitioned_step`'s filter."""
+    b = int(block_size)
+    n_parts = -(-ir.shape[-1] // b)
+    parts = torch.nn.functional.pad(ir, (0, n_parts * b - ir.shape[-1])).reshape(ir.shape[0], n_parts, b)
+    return torch.view_as_real(torch.fft.rfft(parts, n=2 * b)).contiguous()
+
+
+def partitioned_step(x: Tensor, spectra: Tensor, delay_line: Tensor, previous: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One block of uniformly partitioned overlap-save, a pure function of its state (the one
+    implementation: PartitionedConvolution, the reverb's block rendering and the exported engine).
+
+    Args:
+        x: [batch, block_size], the next block of input.
+        spectra: [batch | 1, P, block_size + 1, 2], the filter (`partition_spectra`).
+        delay_line: [batch, P, block_size + 1, 2], the last P input spectra, newest first (zeros at
+            the start). previous: [batch, block_size], the previous input block (zeros at the start).
+    Returns:
+        (y [batch, block_size], the next delay_line, the next previous): y is the linear convolution
+        of everything streamed so far with the filter, sample for sample (float rounding).
+    """
+    b = x.shape[-1]
+    spectrum = torch.view_as_real(torch.fft.rfft(torch.cat([previous, x], dim=-1)))  # [batch, b + 1, 2]
+    delay_line = torch.cat([spectrum[:, None], delay_line[:, :-1]], dim=1)
+    return torch.fft.irfft(_complex_product(delay_line, spectra).sum(1), n=2 * b)[:, b:], delay_line, x
+
+
+def _complex_product(a: Tensor, b: Tensor) -> Tensor:
+    """a * b for complex numbers held as real views [..., 2] -> a complex tensor (from real
+    arithmetic where the graph is exported: ONNX has no complex tensors)."""
+    if exporting():
+        a_re, a_im, b_re, b_im = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+        return torch.view_as_complex(torch.stack([a_re * b_re - a_im * b_im, a_re * b_im + a_im * b_re], dim=-1))
+    return torch.view_as_complex(a) * torch.view_as_complex(b)
 
 
 def fft_convolve(audio: Tensor, impulse_response: Tensor, padding: str = "same",
@@ -249,26 +283,39 @@ def frequency_filter(audio: Tensor, magnitudes: Tensor, window_size: int = 0,
         raise ValueError(f"frequency_filter: {n_samples} audio samples cut into blocks of {frame_size} give "
                          f"{-(-n_samples // frame_size)} blocks, but magnitudes has {n_frames} frames; use n_samples "
                          f"divisible by n_frames")
+    frames = torch.nn.functional.pad(audio, (0, n_frames * frame_size - n_samples)).reshape(batch, n_frames, frame_size)
+    out = filter_frames(frames, magnitudes, window_size)
+    ir_size = design_ir_size(n_freq, window_size)
+    return crop_and_compensate_delay(out, n_samples, ir_size, padding, -1)
+
+
+def filter_frames(frames: Tensor, magnitudes: Tensor, window_size: int = 0) -> Tensor:
+    """Each frame convolved with its own FIR, designed from sampled magnitudes, and overlap-added:
+    frames [batch, n_frames, frame_size] (consecutive blocks of a signal), magnitudes [batch | 1,
+    n_frames, n_freq] -> the full time-varying convolution [batch, (n_frames - 1) * frame_size +
+    fft_size] (its first n_frames * frame_size + ir_size - 1 samples; the rest ~0), undelayed.
+
+    The one implementation of the time-varying FIR filter: `frequency_filter` crops it, the filtered
+    noise renders its blocks with it (one shot, chunk by chunk, exported). The design and the IR's
+    FFT are linear in the magnitudes: one cached [n_freq, bins] matrix (design_spectrum); the
+    complex products run on real views where the graph is exported (ONNX has no complex tensors)."""
+    frame_size, n_freq = int(frames.shape[-1]), int(magnitudes.shape[-1])  # plain ints in a traced graph too
     dtype = torch.promote_types(magnitudes.dtype, torch.float32)
     ir_size = design_ir_size(n_freq, window_size)
     fft_size = fast_fft_size(frame_size + ir_size - 1)
     real, imag, shift = design_spectrum(n_freq, window_size, fft_size, dtype, magnitudes.device)
     mags = magnitudes.to(dtype)
-    frames = torch.nn.functional.pad(audio, (0, n_frames * frame_size - n_samples)).reshape(batch, n_frames, frame_size)
     length = frame_size + ir_size - 1  # of each block's linear convolution
+    ri = torch.view_as_real(torch.fft.rfft(frames.to(dtype), n=fft_size))  # [b, f, bins, 2]
     if imag is None:  # a zero-phase design: a real response; the causal shift rolls each block after
-        spectrum = torch.fft.rfft(frames.to(dtype), n=fft_size)
         response = torch.matmul(mags, real)[..., None]
-        ri = torch.view_as_real(spectrum)  # complex times real through the real view: no complex copy
         needs_spectrum = torch.is_grad_enabled() and (mags.requires_grad or frames.requires_grad)
         filtered = ri * response if needs_spectrum else ri.mul_(response)
-        blocks = torch.fft.irfft(torch.view_as_complex(filtered), n=fft_size)
-        out = _overlap_add(blocks, frame_size, rotate=shift, length=length)
     else:
-        response = torch.complex(torch.matmul(mags, real), torch.matmul(mags, imag))  # [batch | 1, n_frames, bins]
-        blocks = torch.fft.irfft(torch.fft.rfft(frames.to(dtype), n=fft_size) * response, n=fft_size)
-        out = _overlap_add(blocks, frame_size, length=length)
-    return crop_and_compensate_delay(out, n_samples, ir_size, padding, -1)
+        response = torch.stack([torch.matmul(mags, real), torch.matmul(mags, imag)], dim=-1)  # [b | 1, f, bins, 2]
+        filtered = torch.view_as_real(_complex_product(ri, response))
+    blocks = torch.fft.irfft(torch.view_as_complex(filtered), n=fft_size)
+    return _overlap_add(blocks, frame_size, rotate=shift, length=length)
 
 
 def design_ir_size(n_freq: int, window_size: int = 0) -> int:

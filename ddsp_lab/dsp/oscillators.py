@@ -13,7 +13,8 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ._checks import check_batch, check_f0, check_positive_int, check_rank, check_sample_rate
-from .phase import TWO_PI, cumulative_phase, segment_end_phase, segment_phase
+from .phase import TWO_PI, _constant, cumulative_phase, segment_end_phase, segment_phase
+from .precision import tracing
 from .resample import resample
 from .units import safe_divide
 
@@ -64,7 +65,7 @@ def oscillator_bank(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
     amps = remove_above_nyquist(frequency_envelopes, amplitude_envelopes, sample_rate)
     phase = cumulative_phase(frequency_envelopes, TWO_PI / sample_rate, dim=1)
     if initial_phase is not None:
-        phase = torch.remainder(phase + initial_phase.to(phase.dtype)[:, None], TWO_PI)
+        phase = torch.remainder(phase + initial_phase.to(phase.dtype)[:, None], _constant(TWO_PI, phase))
     audio = amps * torch.sin(phase)
     return audio.sum(-1) if sum_sinusoids else audio
 
@@ -72,10 +73,11 @@ def oscillator_bank(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
 def end_phase(frequency_envelopes: Tensor, sample_rate: float, initial_phase: Tensor | None = None) -> Tensor:
     """The phase after the last sample of frequency_envelopes [batch, n_samples, channels] (Hz),
     wrapped, float64 [batch, channels]: the initial_phase of the chunk that follows."""
-    total = frequency_envelopes.to(torch.float64).sum(1) * (TWO_PI / sample_rate)
+    total = frequency_envelopes.to(torch.float64).sum(1)
+    total = total * _constant(TWO_PI / sample_rate, total)  # float64 constants in an exported graph too
     if initial_phase is not None:
         total = total + initial_phase.to(torch.float64)
-    return torch.remainder(total, TWO_PI)
+    return torch.remainder(total, _constant(TWO_PI, total))
 
 
 def _segment_weights(method: str, hop: int, dtype, device) -> tuple[Tensor, Tensor]:
@@ -172,9 +174,10 @@ def _harmonic_segments(f0_frames: Tensor, harmonic_amplitudes: Tensor, hop: int,
     w_a, w_b = _segment_weights(amp_resample_method, hop, f0_frames.dtype, f0_frames.device)
     step = max(1, _CHUNK_ELEMENTS // max(1, batch * hop * n_h))
     use_ckpt = torch.is_grad_enabled() and (f0_frames.requires_grad or harmonic_amplitudes.requires_grad)
-    # eager on CPU, reading how many harmonics are audible costs nothing; under torch.compile (a
-    # graph break per block) and on accelerators (a synchronisation) every harmonic is computed
-    host = phase.device.type == "cpu" and not torch.compiler.is_compiling()
+    # eager on CPU, reading how many harmonics are audible costs nothing; in a graph (torch.compile:
+    # a graph break per block; a traced or exported engine: a frozen decision) and on accelerators
+    # (a synchronisation) every harmonic is computed
+    host = phase.device.type == "cpu" and not tracing()
     chunk = _harmonic_chunk_host if host else _harmonic_chunk
     work = (torch.empty(batch * step * n_h * hop, dtype=phase.dtype, device=phase.device)
             if host and not torch.is_grad_enabled() else None)

@@ -53,9 +53,10 @@ def cumulative_phase(x: Tensor, scale: float = 1.0, dim: int = 1) -> Tensor:
     pad = n_chunks * _CHUNK - n
     xc = (torch.nn.functional.pad(x, (0, pad)) if pad else x).reshape(*x.shape[:-1], n_chunks, _CHUNK)
     within = torch.cumsum(xc * scale, dim=-1)
-    totals = xc.to(_acc_dtype(x.dtype)).sum(-1) * scale  # accurate chunk totals
-    offsets = torch.remainder(torch.cumsum(totals, dim=-1) - totals, (2.0 * math.pi)).to(x.dtype)
-    phase = torch.remainder(within + offsets[..., None], (2.0 * math.pi))
+    totals = xc.to(_acc_dtype(x.dtype))
+    totals = totals.sum(-1) * _constant(scale, totals)  # accurate chunk totals
+    offsets = torch.remainder(torch.cumsum(totals, dim=-1) - totals, _constant(2.0 * math.pi, totals)).to(x.dtype)
+    phase = torch.remainder(within + offsets[..., None], _constant(2.0 * math.pi, within))
     return phase.reshape(*x.shape[:-1], n_chunks * _CHUNK)[..., :n].movedim(-1, dim)
 
 

@@ -21,3 +21,19 @@ def full_precision(fn: Callable[..., Tensor], audio: Tensor, *args, **kwargs) ->
         audio = audio.float()
     with torch.autocast(device_type=audio.device.type, enabled=False):
         return fn(audio, *args, **kwargs)
+
+
+def tracing() -> bool:
+    """True while the code is being recorded into a graph (torch.jit.trace, torch.compile,
+    torch.export / the ONNX exporter): a Python decision read from a tensor's values (a host
+    shortcut) would be frozen into the graph there, so such shortcuts are skipped."""
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling() or (exporting is not None and exporting()))
+
+
+def exporting() -> bool:
+    """True while torch.export (and so the ONNX exporter) records the code: a graph for a runtime
+    without complex tensors, where complex products run on real views (in eager they are ~10x
+    faster as complex products)."""
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(exporting is not None and exporting())

@@ -6,7 +6,7 @@ hand-made controls (call get_signal directly). Scale functions are named by stri
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,22 @@ def get_scale_fn(scale_fn: str | Callable | None) -> Callable[[Tensor], Tensor] 
     if scale_fn not in SCALE_FNS:
         raise ValueError(f"scale_fn must be None, a callable or one of {sorted(SCALE_FNS)}, got {scale_fn!r}")
     return SCALE_FNS[scale_fn]
+
+
+class BlockPlan(NamedTuple):
+    """Where a block sits in its signal (see Processor.block).
+
+    first: int64 tensor [], the absolute index of the block's first rendered frame; negative for
+        frames before the signal (the exported engine's first blocks), whose output is masked and
+        whose state the processor starts so that frame 0 renders as in one shot.
+    n_frames: frames rendered (the block's audio is n_frames * hop samples).
+    n_new: frames at the end of the frame-rate windows that no earlier block was given.
+    hop: samples per frame.
+    """
+    first: Tensor
+    n_frames: int
+    n_new: int
+    hop: int
 
 
 class Processor(nn.Module):
@@ -86,11 +102,39 @@ class Processor(nn.Module):
                              f"n_samples=n)) or at construction; got neither")
         return check_n_samples(n)
 
-    # Chunked rendering (long renders, streaming): see ProcessorGroup.stream.
+    # Rendering block by block (long renders, streaming, the exported engine): see ProcessorGroup.stream
+    # and ddsp_lab.realtime.BlockEngine. A processor that streams implements block_init and block; its
+    # block is the one implementation of its streamed arithmetic (the one-shot get_signal and the
+    # block share their dsp functions), written with shapes only in Python so that torch.jit.trace
+    # and torch.export record it whole.
     def stream_lookahead(self, hop: int) -> int:
         """Frames of frame-rate controls past a chunk that the chunk's samples depend on (a
         synth interpolating towards the next frame: 1); ProcessorGroup.stream gives them."""
         return 0
+
+    @property
+    def streams(self) -> bool:
+        """Whether this processor renders block by block (implements `block`)."""
+        return type(self).block is not Processor.block
+
+    def block_init(self, inputs: Sequence[Tensor], hop: int, lookahead: int,
+                   partition: int | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(constants, state) of a fresh block-by-block rendering, from the first block's inputs.
+
+        inputs: as `block` gets them; hop: samples per frame; lookahead: the frames past the
+        rendered ones in each block's frame-rate windows (the caller's, at least stream_lookahead);
+        partition: a convolution's partition in samples (the exported engine: its block size).
+        constants: tensors fixed for the stream (an IR's spectra; the engine holds them as buffers);
+        state: the tensors carried from block to block (the engine's state inputs and outputs)."""
+        return {}, {}
+
+    def block(self, inputs: Sequence[Tensor], plan: BlockPlan, constants: dict[str, Tensor],
+              state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One block: raw controls as forward takes them, frame-rate ones [b, n_frames + l, c] (the
+        block's frames from plan.first, then l lookahead frames, fewer where the signal ends) and
+        audio ones [b, n_frames * hop] -> (audio [b, n_frames * hop], the next state)."""
+        raise NotImplementedError(f"{type(self).__name__} does not render in chunks yet: render it in one "
+                                  f"piece (chunk_seconds=None)")
 
     def stream(self, *inputs: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
         """The next n_samples of this processor's signal, continuing the previous calls.
@@ -99,9 +143,22 @@ class Processor(nn.Module):
         frames then l <= stream_lookahead(hop) frames after it (fewer: the signal ends within
         them); audio inputs [b, n_samples] are the chunk's samples. state: this processor's dict
         (empty at the first chunk), kept by the caller between chunks. Chunks rendered in order
-        equal one forward over the whole signal (with PositionalNoise for random processors)."""
-        raise NotImplementedError(f"{type(self).__name__} does not render in chunks yet: render it in one "
-                                  f"piece (chunk_seconds=None)")
+        equal one forward over the whole signal (with PositionalNoise for random processors).
+        Renders with `block`."""
+        if not self.streams:
+            self.block(inputs, None, {}, {})  # raises, naming the processor
+        if n_samples % hop:
+            raise ValueError(f"{type(self).__name__}.stream: chunks must be whole hops ({hop}), got {n_samples}")
+        n = n_samples // hop
+        window = max((x.shape[1] for x in inputs if x.dim() == 3), default=n)
+        if "block" not in state:
+            state["constants"], state["block"] = self.block_init(inputs, hop, self.stream_lookahead(hop))
+            state["first"] = state["seen"] = 0
+        first, end = state["first"], state["first"] + window
+        plan = BlockPlan(torch.tensor(first, device=inputs[0].device), n, max(0, end - state["seen"]), hop)
+        audio, state["block"] = self.block(inputs, plan, state["constants"], state["block"])
+        state["first"], state["seen"] = first + n, max(state["seen"], end)
+        return audio
 
     @property
     def input_names(self) -> tuple[str, ...]:

@@ -46,24 +46,41 @@ class Reverb(Processor):
                                delay_compensation=0)
         return wet + audio if self.add_dry else wet
 
+    def block_init(self, inputs, hop, lookahead, partition=None):
+        """constants: the IR's partition spectra (made once: a drawn IR is drawn here); state: the
+        partitioned convolution's delay line of input spectra and the previous input partition.
+        partition: samples per partition (default one hop; the exported engine: its block)."""
+        audio = inputs[0]
+        ir = self._mask_dry_ir(self.get_controls(*inputs)["ir"]).to(audio.dtype)
+        part = int(partition or hop)
+        spectra = dsp.partition_spectra(ir, part)  # [batch | 1, P, part + 1, 2]
+        return {"spectra": spectra}, {"line": audio.new_zeros(audio.shape[0], *spectra.shape[1:]),
+                                      "previous": audio.new_zeros(audio.shape[0], part)}
+
+    def block(self, inputs, plan, constants, state):
+        """Uniformly partitioned overlap-save (dsp.partitioned_step): per partition one FFT pair and
+        a multiply-add per IR partition, whatever the IR's length."""
+        audio = inputs[0]
+        part, n = state["previous"].shape[-1], audio.shape[-1]
+        if n % part:
+            raise ValueError(f"{type(self).__name__}: blocks must be whole partitions ({part} samples), got {n}")
+        line, previous, pieces = state["line"], state["previous"], []
+        for i in range(0, n, part):
+            wet, line, previous = dsp.partitioned_step(audio[:, i:i + part], constants["spectra"], line, previous)
+            pieces.append(wet)
+        wet = torch.cat(pieces, -1)
+        return (wet + audio if self.add_dry else wet), {"line": line, "previous": previous}
+
     def stream(self, audio: Tensor, *controls: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
-        """One chunk of audio through the reverb; state: the IR (made once: a drawn IR is drawn at
-        the first chunk) and the convolution's state. A stream that starts with chunks of up to
-        PARTITIONED_MAX samples (real-time blocks) runs a uniformly partitioned convolution with
-        partitions of one hop (dsp.PartitionedConvolution: per hop one FFT pair and a multiply-add
-        per partition, whatever the IR's length; every chunk is whole hops); one that starts with
-        longer chunks (chunked offline renders) convolves each chunk with the whole IR by one FFT
-        and carries the wet tail (OverlapAdd)."""
+        """One chunk of audio through the reverb; the IR is made once (a drawn IR is drawn at the
+        first chunk). A stream that starts with chunks of up to PARTITIONED_MAX samples (real-time
+        blocks) renders by `block` with partitions of one hop (every chunk is whole hops); one that
+        starts with longer chunks (chunked offline renders) convolves each chunk with the whole IR by
+        one FFT and carries the wet tail (OverlapAdd)."""
+        if "block" in state or ("ir" not in state and n_samples <= self.PARTITIONED_MAX):
+            return super().stream(audio, *controls, n_samples=n_samples, hop=hop, state=state)
         if "ir" not in state:
             state["ir"] = self._mask_dry_ir(self.get_controls(audio, *controls)["ir"]).to(audio.dtype)
-            if n_samples <= self.PARTITIONED_MAX:
-                state["conv"] = dsp.PartitionedConvolution(state["ir"].expand(audio.shape[0], -1).contiguous(), hop)
-        conv = state.get("conv")
-        if conv is not None:
-            if n_samples % hop:
-                raise ValueError(f"{type(self).__name__}.stream: chunks must be whole hops ({hop}), got {n_samples}")
-            wet = torch.cat([conv(audio[:, i:i + hop]) for i in range(0, n_samples, hop)], -1)
-            return wet + audio if self.add_dry else wet
         position = state.get("position", 0)
         full = dsp.fft_convolve(audio, state["ir"], padding="valid", delay_compensation=0)
         tail = state.setdefault("tail", dsp.OverlapAdd())
@@ -180,6 +197,9 @@ class ModDelay(Processor):
         self.phase_scale_fn = get_scale_fn(phase_scale_fn)
         self.add_dry = add_dry
 
+    def control_sizes(self) -> dict[str, int | None]:
+        return {"audio": None, "gain": 1, "phase": 1}
+
     def get_controls(self, audio: Tensor, gain: Tensor, phase: Tensor) -> dict[str, Tensor]:
         check_audio("audio", audio)
         if self.gain_scale_fn is not None:
@@ -203,18 +223,20 @@ class ModDelay(Processor):
     def stream_lookahead(self, hop: int) -> int:
         return 1
 
-    def stream(self, audio: Tensor, gain: Tensor, phase: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
-        """One chunk; gain and phase at the frame rate. state: the delay line (the last
-        max_length samples of the input)."""
-        c = self.get_controls(audio, gain, phase)
-        m = n_samples // hop
-        gain, phase = (dsp.resample(_with_next_frame(c[k] if c[k].dim() == 3 else c[k][..., None], m), (m + 1) * hop)
-                       [:, :n_samples] for k in ("gain", "phase"))
+    def block_init(self, inputs, hop, lookahead, partition=None):
         max_length = int(self.sample_rate / 1000.0 * (self.center_ms + self.depth_ms))
-        history = state.get("history")
-        history = audio.new_zeros(audio.shape[0], max_length) if history is None else history
-        line = torch.cat([history, audio], dim=1)
+        return {}, {"history": inputs[0].new_zeros(inputs[0].shape[0], max_length)}
+
+    def block(self, inputs, plan, constants, state):
+        """gain and phase at the frame rate. state: the delay line (the last max_length samples
+        of the input)."""
+        c = self.get_controls(*inputs)
+        m, n_samples = plan.n_frames, plan.n_frames * plan.hop
+        gain, phase = (dsp.resample(_with_next_frame(c[k] if c[k].dim() == 3 else c[k][..., None], m), (m + 1) * plan.hop)
+                       [:, :n_samples] for k in ("gain", "phase"))
+        history = state["history"]
+        max_length = history.shape[-1]
+        line = torch.cat([history, c["audio"]], dim=1)
         pad = (0, 0, max_length, 0)
         out = self.get_signal(line, torch.nn.functional.pad(gain, pad), torch.nn.functional.pad(phase, pad))
-        state["history"] = line[:, -max_length:]
-        return out[:, max_length:]
+        return out[:, max_length:], {"history": line[:, -max_length:]}

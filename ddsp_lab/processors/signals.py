@@ -19,8 +19,8 @@ class Add(Processor):
     def get_signal(self, signal_one: Tensor, signal_two: Tensor) -> Tensor:
         return signal_one + signal_two
 
-    def stream(self, signal_one: Tensor, signal_two: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
-        return self(signal_one, signal_two)
+    def block(self, inputs, plan, constants, state):
+        return self(*inputs), state
 
 
 class Mix(Processor):

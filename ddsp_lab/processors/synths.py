@@ -11,27 +11,39 @@ import torch
 from torch import Tensor
 
 from .. import dsp
-from ..dsp.filters import _overlap_add
-from .base import Processor, check_controls, check_n_samples, get_scale_fn
-from .noise import PositionalNoise
+from ..dsp.filters import fast_fft_size
+from .base import BlockPlan, Processor, check_controls, check_n_samples, get_scale_fn
+from .noise import PositionalNoise, uniform_at
 
 
 def _sample_noise(shape: tuple[int, ...], like: Tensor, noise: Tensor | None,
-                  generator: torch.Generator | PositionalNoise | None, start: int = 0) -> Tensor:
+                  generator: torch.Generator | PositionalNoise | None, start: int | Tensor = 0) -> Tensor:
     """Uniform(-1, 1) noise of `shape` [batch, n], or the injected `noise` (checked), on like's
-    device/dtype; with a PositionalNoise, the values at positions start .. start + n - 1."""
+    device/dtype; with a PositionalNoise, the values at positions start .. start + n - 1 (start an
+    int, or an int64 tensor [] in a block: the position then stays a value of the graph)."""
     if noise is not None:
         if tuple(noise.shape) != tuple(shape) and not (noise.shape[0] == 1 and tuple(noise.shape[1:]) == tuple(shape[1:])):
             raise ValueError(f"noise must be {list(shape)} (or batch 1), got {tuple(noise.shape)}")
         return noise.to(dtype=like.dtype, device=like.device).expand(shape)
     if isinstance(generator, PositionalNoise):
-        return generator.uniform(shape[0], start, shape[1], like.dtype, like.device)
+        positions = start + torch.arange(shape[1], dtype=torch.int64, device=like.device)
+        return uniform_at(generator.key(), positions, shape[0]).to(like.dtype)
     return torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device) * 2.0 - 1.0
 
 
 def _with_next_frame(x: Tensor, m: int) -> Tensor:
     """A chunk's m frames and the one after them (the last held where the signal ends)."""
     return x[:, :m + 1] if x.shape[1] > m else torch.cat([x[:, :m], x[:, m - 1:m]], dim=1)
+
+
+def _virtual_mask(plan: BlockPlan, n: int, per: int, like: Tensor) -> Tensor:
+    """[n] True for the block's units (frames: per = 1, samples: per = hop) before the signal."""
+    return plan.first * per + torch.arange(n, device=like.device) < 0
+
+
+def _phase_state(inputs) -> dict[str, Tensor]:
+    ref = next(x for x in inputs if x.dim() == 3)
+    return {"phase": torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)}
 
 
 class Harmonic(Processor):
@@ -91,16 +103,21 @@ class Harmonic(Processor):
     def stream_lookahead(self, hop: int) -> int:
         return 1  # the last segment of a chunk interpolates towards the next frame
 
-    def stream(self, amplitudes: Tensor, harmonic_distribution: Tensor, f0_hz: Tensor, n_samples: int,
-               hop: int, state: dict) -> Tensor:
-        """One chunk; state: the fundamental's phase (float64), so chunks continue exactly."""
-        c = self.get_controls(amplitudes, harmonic_distribution, f0_hz)
-        m = n_samples // hop
-        f0, amps = c["f0_hz"], c["amplitudes"] * c["harmonic_distribution"]
-        following = (f0[:, m:m + 1], amps[:, m:m + 1]) if f0.shape[1] > m else None
-        audio, state["phase"] = dsp.harmonic_chunk(f0[:, :m], amps[:, :m], hop, self.sample_rate,
-                                                   self.amp_resample_method, following, state.get("phase"))
-        return audio
+    def block_init(self, inputs, hop, lookahead, partition=None):
+        return {}, _phase_state(inputs)
+
+    def block(self, inputs, plan, constants, state):
+        """state: the fundamental's phase (float64) after the block's last sample. Frames before
+        the signal (plan.first < 0) do not advance it: frame 0 starts as in one shot."""
+        c = self.get_controls(*inputs)
+        n, hop = plan.n_frames, plan.hop
+        f0 = _with_next_frame(c["f0_hz"], n)
+        amps = _with_next_frame(c["amplitudes"] * c["harmonic_distribution"], n)
+        totals = dsp.segment_phase_totals(f0, self.sample_rate, hop)[..., 0]  # [b, n]
+        phase = state["phase"] - (totals * _virtual_mask(plan, n, 1, totals)).sum(1)
+        audio, phase = dsp.harmonic_chunk(f0[:, :n], amps[:, :n], hop, self.sample_rate, self.amp_resample_method,
+                                          (f0[:, n:], amps[:, n:]), phase)
+        return audio, {"phase": phase}
 
 
 class FilteredNoise(Processor):
@@ -158,22 +175,41 @@ class FilteredNoise(Processor):
             raise ValueError("FilteredNoise(window_size=0) needs n_bands to render in chunks")
         return -(-dsp.delay_compensation_samples(ir_size) // hop)
 
-    def stream(self, magnitudes: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
-        """One chunk; state: the blocks filtered so far and their tail (OverlapAdd). Noise for a
-        block is drawn when the block is first filtered (a lookahead frame of the previous chunk),
-        at its sample position for a PositionalNoise."""
-        mags = self.get_controls(magnitudes)["magnitudes"]
-        position, done = state.get("position", 0), state.get("blocks_done", 0)  # samples out, blocks filtered
-        first = position // hop  # the chunk's first frame
-        new = mags[:, done - first:]
-        if new.shape[1]:
-            ir = dsp.frequency_impulse_response(new, self.window_size)
-            white = _sample_noise((new.shape[0], new.shape[1] * hop), new, None, self.generator, start=done * hop)
-            blocks = dsp.block_convolve(white.reshape(new.shape[0], new.shape[1], hop), ir)
-            state.setdefault("tail", dsp.OverlapAdd()).add(_overlap_add(blocks, hop), done * hop)
-            state["blocks_done"], state["delay"] = done + new.shape[1], dsp.delay_compensation_samples(ir.shape[-1])
-        state["position"] = position + n_samples
-        return state["tail"].take(position + state["delay"], n_samples)
+    def block_init(self, inputs, hop, lookahead, partition=None):
+        """state: the filtered noise not yet played, from the block's first sample on (in steady state
+        lookahead * hop - delay + fft_size - hop samples: the frames filtered ahead and the filters'
+        tails)."""
+        mags = inputs[0]
+        ir_size = dsp.design_ir_size(mags.shape[-1], self.window_size)
+        delay = dsp.delay_compensation_samples(ir_size)
+        fft_size = fast_fft_size(hop + ir_size - 1)
+        size = max(0, lookahead * hop - delay + fft_size - hop)
+        return {}, {"tail": mags.new_zeros(mags.shape[0], size, dtype=torch.promote_types(mags.dtype, torch.float32))}
+
+    def block(self, inputs, plan, constants, state):
+        """The frames new to this block (the last plan.n_new of the window) are filtered when they
+        arrive, with the noise of their sample positions, into the tail; the block plays the tail's
+        first n_frames * hop samples. Filters are centred (delay-compensated) as in one shot."""
+        mags = self.get_controls(*inputs)["magnitudes"]
+        hop, n_out, window = plan.hop, plan.n_frames * plan.hop, mags.shape[1]
+        tail = state["tail"]
+        if plan.n_new:
+            new = mags[:, window - plan.n_new:]
+            start = (plan.first + window - plan.n_new) * hop  # the new frames' first sample
+            white = _sample_noise((new.shape[0], plan.n_new * hop), new, None, self.generator, start=start)
+            filtered = dsp.filter_frames(white.reshape(new.shape[0], plan.n_new, hop), new, self.window_size)
+            # filtered sample i is the unshifted convolution at the new frames' first sample + i; the
+            # output at sample t is that convolution at t + delay (the centred filters)
+            delay = dsp.delay_compensation_samples(dsp.design_ir_size(mags.shape[-1], self.window_size))
+            offset = (window - plan.n_new) * hop - delay
+            if offset < 0:  # the first block: the convolution's first `delay` samples are never played
+                filtered, offset = filtered[:, -offset:], 0
+            size = max(tail.shape[1], offset + filtered.shape[1])
+            tail = torch.nn.functional.pad(tail, (0, size - tail.shape[1])) + \
+                torch.nn.functional.pad(filtered.to(tail.dtype), (offset, size - offset - filtered.shape[1]))
+        if tail.shape[1] < n_out:
+            tail = torch.nn.functional.pad(tail, (0, n_out - tail.shape[1]))
+        return tail[:, :n_out], {"tail": tail[:, n_out:]}
 
 
 class Wavetable(Processor):
@@ -207,21 +243,24 @@ class Wavetable(Processor):
     def stream_lookahead(self, hop: int) -> int:
         return 1
 
-    def stream(self, amplitudes: Tensor, wavetables: Tensor, f0_hz: Tensor, n_samples: int, hop: int,
-               state: dict) -> Tensor:
-        """One chunk; state: the phase (float64). Rendered one frame past the chunk (the
-        envelopes' interpolation towards the next frame), then cut to the chunk."""
-        c = self.get_controls(amplitudes, wavetables, f0_hz)
-        m = n_samples // hop
+    def block_init(self, inputs, hop, lookahead, partition=None):
+        return {}, _phase_state(inputs)
+
+    def block(self, inputs, plan, constants, state):
+        """state: the phase (float64). Rendered one frame past the block (the envelopes'
+        interpolation towards the next frame), then cut to it; samples before the signal do not
+        advance the phase."""
+        c = self.get_controls(*inputs)
+        m, n_samples = plan.n_frames, plan.n_frames * plan.hop
         tables = c["wavetables"]
         tables = _with_next_frame(tables, m) if tables.dim() == 3 and tables.shape[1] > 1 else tables
         f0 = _with_next_frame(c["f0_hz"], m)
-        audio = dsp.wavetable_synthesis(f0, _with_next_frame(c["amplitudes"], m), tables, (m + 1) * hop,
-                                        self.sample_rate, state.get("phase"))[:, :n_samples]
-        f_env = dsp.resample(f0, (m + 1) * hop)[:, :n_samples]
-        state["phase"] = dsp.end_phase(f_env, self.sample_rate, state.get("phase")[:, None]
-                                       if state.get("phase") is not None else None)[:, 0]
-        return audio
+        f_env = dsp.resample(f0, (m + 1) * plan.hop)[:, :n_samples]  # [b, n, 1]
+        before = f_env * _virtual_mask(plan, n_samples, plan.hop, f_env)[:, None]
+        phase = state["phase"] - dsp.end_phase(before, self.sample_rate)[:, 0]
+        audio = dsp.wavetable_synthesis(f0, _with_next_frame(c["amplitudes"], m), tables, (m + 1) * plan.hop,
+                                        self.sample_rate, phase)[:, :n_samples]
+        return audio, {"phase": dsp.end_phase(f_env, self.sample_rate, phase[:, None])[:, 0]}
 
 
 class Sinusoidal(Processor):
@@ -263,17 +302,23 @@ class Sinusoidal(Processor):
     def stream_lookahead(self, hop: int) -> int:
         return 1
 
-    def stream(self, amplitudes: Tensor, frequencies: Tensor, n_samples: int, hop: int, state: dict) -> Tensor:
-        """One chunk; state: each sinusoid's phase (float64). The envelopes are made one frame
-        past the chunk (their interpolation towards the next frame), then cut to the chunk."""
-        c = self.get_controls(amplitudes, frequencies)
-        m = n_samples // hop
-        amp_env = dsp.resample(_with_next_frame(c["amplitudes"], m), (m + 1) * hop,
+    def block_init(self, inputs, hop, lookahead, partition=None):
+        return {}, {"phase": torch.zeros(inputs[0].shape[0], inputs[0].shape[-1], dtype=torch.float64,
+                                         device=inputs[0].device)}
+
+    def block(self, inputs, plan, constants, state):
+        """state: each sinusoid's phase (float64). The envelopes are made one frame past the block
+        (their interpolation towards the next frame), then cut to it; samples before the signal
+        do not advance the phases."""
+        c = self.get_controls(*inputs)
+        m, n_samples = plan.n_frames, plan.n_frames * plan.hop
+        amp_env = dsp.resample(_with_next_frame(c["amplitudes"], m), (m + 1) * plan.hop,
                                method=self.amp_resample_method)[:, :n_samples]
-        freq_env = dsp.resample(_with_next_frame(c["frequencies"], m), (m + 1) * hop)[:, :n_samples]
-        audio = dsp.oscillator_bank(freq_env, amp_env, self.sample_rate, initial_phase=state.get("phase"))
-        state["phase"] = dsp.end_phase(freq_env, self.sample_rate, state.get("phase"))
-        return audio
+        freq_env = dsp.resample(_with_next_frame(c["frequencies"], m), (m + 1) * plan.hop)[:, :n_samples]
+        before = freq_env * _virtual_mask(plan, n_samples, plan.hop, freq_env)[:, None]
+        phase = state["phase"] - dsp.end_phase(before, self.sample_rate)
+        audio = dsp.oscillator_bank(freq_env, amp_env, self.sample_rate, initial_phase=phase)
+        return audio, {"phase": dsp.end_phase(freq_env, self.sample_rate, phase)}
 
 
 class TensorToAudio(Processor):

@@ -6,10 +6,10 @@ render), live input (pitch, loudness and z tracked block by block), and the expo
     from ddsp_lab.realtime import StreamingModel, export
     live = StreamingModel(load("runs/violin/checkpoints/best.ckpt"), block_size=512)
 """
-from .engine import STATE_NAMES, BlockEngine, ScriptedStream
+from .engine import BlockEngine, ScriptedStream
 from .files import FORMATS, describe, export, run_exported
 from .live import LiveFeatures, LiveZ
 from .streaming import LiveTransfer, StreamingModel, check_block_size
 
-__all__ = ["FORMATS", "STATE_NAMES", "BlockEngine", "LiveFeatures", "LiveTransfer", "LiveZ", "ScriptedStream",
+__all__ = ["FORMATS", "BlockEngine", "LiveFeatures", "LiveTransfer", "LiveZ", "ScriptedStream",
            "StreamingModel", "check_block_size", "describe", "export", "run_exported"]

@@ -22,7 +22,7 @@ import torch
 from .. import atomic
 from ..dsp import midi_to_hz
 from ..runtime import torch_threads
-from .engine import STATE_NAMES, BlockEngine, ScriptedStream
+from .engine import BlockEngine, ScriptedStream
 
 FORMATS = {"torchscript": ".ts", "onnx": ".onnx"}
 NEUTONE_BLOCKED = (
@@ -67,8 +67,9 @@ def describe(model, engine: BlockEngine, fmt: str, path: Path, checkpoint: str |
         "frame_rate": int(model.frame_rate), "frames_per_block": engine.n_frames,
         "latency_samples": engine.latency, "latency_ms": round(1000.0 * engine.latency / engine.sample_rate, 3),
         "inputs": _inputs(model, engine),
-        "synth": {"harmonic": engine.has_harmonic, "filtered_noise": engine.has_noise, "reverb": engine.has_reverb,
-                  "reverb_partitions": engine.n_partitions if engine.has_reverb else 0},
+        "synth": {"nodes": [{"name": name, "processor": type(proc).__name__, "inputs": list(inputs)} for proc, inputs, name
+                            in zip(model.synth.processors, model.synth.inputs, model.synth.names)],
+                  "output": model.synth.output},
     }
     if fmt == "torchscript":
         info["call"] = {"forward": f"x [1, {2 + engine.z_dims}, {engine.block_size}] float32, the inputs as audio-rate "
@@ -79,9 +80,9 @@ def describe(model, engine: BlockEngine, fmt: str, path: Path, checkpoint: str |
         info["call"] = {"inputs": [{"name": "controls", "shape": [1, engine.n_frames, 2 + engine.z_dims],
                                     "dtype": "float32", "note": "one row per frame: the inputs above"}] +
                         [{"name": f"state_in_{n}", "shape": list(s.shape), "dtype": str(s.dtype).replace("torch.", ""),
-                          "initial": "zeros"} for n, s in zip(STATE_NAMES, state)],
+                          "initial": "zeros"} for n, s in zip(engine.state_names, state)],
                         "outputs": [{"name": "audio", "shape": [1, engine.block_size], "dtype": "float32"}] +
-                        [{"name": f"state_out_{n}", "note": f"the next block's state_in_{n}"} for n in STATE_NAMES]}
+                        [{"name": f"state_out_{n}", "note": f"the next block's state_in_{n}"} for n in engine.state_names]}
     return info
 
 
@@ -101,7 +102,8 @@ def export(model, path: str | Path, fmt: str = "torchscript", block_size: int = 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
         if fmt == "torchscript":
-            torch.jit.save(torch.jit.script(ScriptedStream(engine).eval()), str(path))
+            engine.step(torch.zeros(1, engine.n_frames, 2 + engine.z_dims), *engine.initial_state())  # fills caches
+            atomic.write_with(path, lambda f: torch.jit.save(ScriptedStream.compile(engine), f))
         else:
             _export_onnx(engine, path)
     info = describe(model, engine, fmt, path, checkpoint)
@@ -126,8 +128,9 @@ def _export_onnx(engine: BlockEngine, path: Path) -> None:
                          f"installs them") from e
     controls = torch.zeros(1, engine.n_frames, 2 + engine.z_dims)
     args = (controls, *engine.initial_state())
-    names_in = ["controls"] + [f"state_in_{n}" for n in STATE_NAMES]
-    names_out = ["audio"] + [f"state_out_{n}" for n in STATE_NAMES]
+    engine.step(*args)  # a first block fills the dsp caches (filter designs), so the graph holds them as constants
+    names_in = ["controls"] + [f"state_in_{n}" for n in engine.state_names]
+    names_out = ["audio"] + [f"state_out_{n}" for n in engine.state_names]
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnx_ir", "onnxscript", "torch.export")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:  # the exporter reports each pass at INFO (and prints its progress)
@@ -140,7 +143,7 @@ def _export_onnx(engine: BlockEngine, path: Path) -> None:
             warnings.filterwarnings("ignore", message=r".*(_flat_weights|LeafSpec).*")  # torch.export's own notes
             program = torch.onnx.export(engine, args, dynamo=True, input_names=names_in, output_names=names_out,
                                         optimize=True, verbose=False)
-        program.save(str(path))
+        atomic.write_to(path, lambda tmp: program.save(str(tmp)))
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
