@@ -86,11 +86,10 @@ def _renders(sr: int, fr: int, n: int, ctl: dict[str, Tensor], synth_stack: torc
 def run_demo(out_dir: str | Path, sample_rate: int = 16000, frame_rate: int = 250,
              duration_s: float = 3.0, seed: int = 0, synth_stack: torch.nn.Module | None = None) -> list[Path]:
     """Render every synth and effect into out_dir; returns the written files."""
-    if sample_rate % frame_rate:
-        raise ValueError(f"frame_rate ({frame_rate}) must divide sample_rate ({sample_rate})")
+    hop = dsp.hop_size(sample_rate, frame_rate)
     out_dir = Path(out_dir)
     n_frames = int(round(duration_s * frame_rate))
-    n = n_frames * (sample_rate // frame_rate)
+    n = n_frames * hop
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     ctl = demo_controls(sample_rate, frame_rate, n_frames)

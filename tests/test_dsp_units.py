@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from ddsp_lab import dsp
 from ddsp_lab.dsp import (amplitude_to_db, db_to_amplitude, db_to_power, exp_sigmoid, hz_to_midi,
                           hz_to_unit, logb, midi_to_hz, midi_to_unit, power_to_db, resample,
                           safe_divide, safe_log, soft_limit, sym_exp_sigmoid, unit_to_hz,
@@ -207,3 +208,22 @@ def test_resample_rejects_bad_arguments():
         resample(torch.ones(1, 10, 1), 0)
     with pytest.raises(ValueError, match="inputs"):
         resample(torch.ones(()), 10)
+
+
+def test_one_hop_rule_for_frames_and_samples():
+    assert dsp.hop_size(16000, 250) == 64 and dsp.hop_size(48000, 50) == 960
+    assert dsp.hop_size(16000, 250, n_samples=64000) == 64
+    with pytest.raises(ValueError, match=r"frame_rate \(300\) must divide sample_rate \(16000\)"):
+        dsp.hop_size(16000, 300)
+    with pytest.raises(ValueError, match=r"n_samples \(100\) must be a multiple of the hop"):
+        dsp.hop_size(16000, 250, n_samples=100)
+    assert dsp.hop_size(16000, 300, exact=False) == 53  # the reference's low-level convention (floor)
+    with pytest.raises(ValueError, match="must not exceed"):
+        dsp.hop_size(100, 200, exact=False)
+
+
+def test_a_pitch_shift_of_twelve_semitones_doubles_f0():
+    assert dsp.semitones_to_ratio(12.0) == 2.0 and dsp.semitones_to_ratio(-24.0) == 0.25
+    f0 = torch.tensor([440.0])
+    shifted = f0 * dsp.semitones_to_ratio(torch.tensor(7.0))
+    assert torch.allclose(dsp.hz_to_midi(shifted) - dsp.hz_to_midi(f0), torch.tensor([7.0]), atol=1e-4)

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .. import dsp
 from ..dsp import hz_to_midi, midi_to_hz
 from ..features.confidence import hold_f0, is_confident  # noqa: F401 - hold_f0: an apps name too
 from ..models.record import (CONFIDENT, PITCH_RANGE_PERCENT, training_loudness_quantiles,  # noqa: F401
@@ -83,7 +84,7 @@ def adjust(f0_hz: Tensor, confidence: Tensor, loudness_db: Tensor, statistics: M
             notes.append(f"auto_adjust: f0 moved by {octaves:+d} octave(s) toward the training pitch range "
                          f"(MIDI {pitch[0]:.1f}-{pitch[2]:.1f}); note loudness mapped to the training "
                          f"distribution (median {offset:+.1f} dB)")
-    f0 = f0 * 2.0 ** (pitch_shift / 12.0)
+    f0 = f0 * dsp.semitones_to_ratio(pitch_shift)
     ld = ld + loudness_shift - torch.where(on, 0.0, float(attenuate_db))
     n_off = int((~on).sum())
     if n_off:

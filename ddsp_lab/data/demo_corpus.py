@@ -24,7 +24,7 @@ def demo_example(index: int, sample_rate: int = 16000, frame_rate: int = 250,
     """One deterministic example: {'audio' [n], 'f0_true_hz' [n_frames], 'amplitude_true' [n_frames]}."""
     g = torch.Generator().manual_seed(1000 + index)
     n_frames = int(round(seconds * frame_rate))
-    hop = sample_rate // frame_rate
+    hop = dsp.hop_size(sample_rate, frame_rate)
     n = n_frames * hop
     t = torch.arange(n_frames, dtype=torch.float64) / frame_rate
     # notes: MIDI 45..81, 1-3 per phrase, glides of 60 ms between them

@@ -10,7 +10,9 @@ recorded min and max are exact).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from .. import dsp
 from ..dsp.units import DB_RANGE
 from ..features.confidence import CONFIDENT, is_confident
 from .sources import SPLITS
@@ -78,7 +80,7 @@ def compute_statistics(ds, config: dict) -> dict:
         loudness_conf_q.add(ld[on])
         if confident.size:
             f0_min, f0_max = min(f0_min, confident.min()), max(f0_max, confident.max())
-        f0_midi_q.add(69.0 + 12.0 * np.log2(np.maximum(confident, 1e-3) / 440.0))
+        f0_midi_q.add(dsp.hz_to_midi(torch.from_numpy(confident)).numpy())  # confident: f0 > 0
     split_col = ds["split"]
     splits = {s: int(sum(1 for x in split_col if x == s)) for s in SPLITS}
     ld_mean = ld_sum / max(1, n_frames)
@@ -101,4 +103,4 @@ def compute_statistics(ds, config: dict) -> dict:
 
 
 def _hz(midi: float) -> float:
-    return float(440.0 * 2.0 ** ((midi - 69.0) / 12.0))
+    return float(dsp.midi_to_hz(torch.tensor(midi, dtype=torch.float64)))

@@ -13,7 +13,7 @@ from torch import Tensor
 from ._cache import cached_constant
 from ._checks import check_choice, check_sample_rate
 from .spectral import squeeze_audio, frame
-from .units import DB_RANGE, amplitude_to_db, power_to_db
+from .units import DB_RANGE, amplitude_to_db, hop_size, power_to_db
 
 PADDINGS = ("center", "same", "valid")
 
@@ -53,10 +53,7 @@ def pad(x: Tensor, frame_size: int, hop_size: int, padding: str = "center") -> T
 def _hop(sample_rate: float, frame_rate: float) -> int:
     check_sample_rate("sample_rate", sample_rate)
     check_sample_rate("frame_rate", frame_rate)
-    hop = int(sample_rate // frame_rate)
-    if hop < 1:
-        raise ValueError(f"frame_rate ({frame_rate}) must not exceed sample_rate ({sample_rate})")
-    return hop
+    return hop_size(sample_rate, frame_rate, exact=False)
 
 
 def compute_loudness(audio: Tensor, sample_rate: float = 16000, frame_rate: float = 250,

@@ -13,6 +13,8 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ._checks import check_batch, check_f0, check_positive_int, check_rank, check_sample_rate
+from . import fixed_phase
+from ._cache import cached_constant
 from .phase import TWO_PI, _constant, cumulative_phase, segment_end_phase, segment_phase
 from .precision import tracing
 from .resample import resample
@@ -73,6 +75,11 @@ def oscillator_bank(frequency_envelopes: Tensor, amplitude_envelopes: Tensor,
 def end_phase(frequency_envelopes: Tensor, sample_rate: float, initial_phase: Tensor | None = None) -> Tensor:
     """The phase after the last sample of frequency_envelopes [batch, n_samples, channels] (Hz),
     wrapped, float64 [batch, channels]: the initial_phase of the chunk that follows."""
+    if fixed_phase.active(frequency_envelopes.device):
+        total = fixed_phase.total(fixed_phase.increments(frequency_envelopes, 1.0 / sample_rate), dim=1)
+        if initial_phase is not None:
+            total = total + fixed_phase.from_radians(initial_phase)
+        return fixed_phase.to_radians(total)
     total = frequency_envelopes.to(torch.float64).sum(1)
     total = total * _constant(TWO_PI / sample_rate, total)  # float64 constants in an exported graph too
     if initial_phase is not None:
@@ -82,14 +89,20 @@ def end_phase(frequency_envelopes: Tensor, sample_rate: float, initial_phase: Te
 
 def _segment_weights(method: str, hop: int, dtype, device) -> tuple[Tensor, Tensor]:
     """Weights of frame j and frame j + 1 for sample m of segment j, per amplitude resampling."""
-    m = torch.arange(hop, dtype=torch.float64, device=device)
+    w = _segment_weights_table(method, hop, dtype=dtype, device=device)
+    return w[0], w[1]
+
+
+@cached_constant
+def _segment_weights_table(method: str, hop: int) -> Tensor:
+    m = torch.arange(hop, dtype=torch.float64)
     if method == "window":
         rise = 0.5 - 0.5 * torch.cos(math.pi * m / hop)
     elif method == "linear":
         rise = m / hop
     else:  # nearest, add_endpoint: floor
         rise = torch.zeros_like(m)
-    return (1.0 - rise).to(dtype), rise.to(dtype)
+    return torch.stack([1.0 - rise, rise])
 
 
 def _harmonic_chunk(phase: Tensor, f_sample: Tensor, amps_a: Tensor, amps_b: Tensor,

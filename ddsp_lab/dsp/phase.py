@@ -10,6 +10,8 @@ rad, and rounding errors add up over millions of samples). ddsp_lab keeps phases
 Both equal the reference's inclusive cumsum (first sample has phase omega[0], not 0).
 The segment functions compile with TorchScript and export to ONNX (ddsp_lab.realtime): their bodies
 spell 2 pi out (TorchScript reads no module globals) and give float64 constants as tensors.
+Devices without float64 (Apple MPS; forced anywhere by `dsp.float64_free()`) take the same
+functions in fixed point (`dsp.fixed_phase`): integer cycles, exact sums, float32 radians out.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from . import fixed_phase
 
 TWO_PI = 2.0 * math.pi
 _CHUNK = 64
@@ -47,6 +51,8 @@ def cumulative_phase(x: Tensor, scale: float = 1.0, dim: int = 1) -> Tensor:
     Returns:
         the phase, same shape and dtype as x, in [0, 2 pi).
     """
+    if fixed_phase.active(x.device):
+        return fixed_phase.to_radians(fixed_phase.cumsum(fixed_phase.increments(x, scale / (2.0 * math.pi)), dim), x.dtype)
     x = x.movedim(dim, -1)
     n = x.shape[-1]
     n_chunks = -(-n // _CHUNK)
@@ -63,7 +69,10 @@ def cumulative_phase(x: Tensor, scale: float = 1.0, dim: int = 1) -> Tensor:
 def segment_phase_totals(f_frames_hz: Tensor, sample_rate: float, hop: int) -> Tensor:
     """Phase accumulated over each frame segment (unwrapped, float64; float32 for half inputs)
     for linearly interpolated frequency: f_frames_hz [batch, n_frames + 1, channels] (the frame
-    after the last: the next frame, or the last repeated) -> [batch, n_frames, channels]."""
+    after the last: the next frame, or the last repeated) -> [batch, n_frames, channels]. Without
+    float64 (dsp.fixed_phase) the totals come wrapped to [0, 2 pi), in float32."""
+    if fixed_phase.active(f_frames_hz.device):
+        return fixed_phase.segment_totals(f_frames_hz, sample_rate, hop)
     w = f_frames_hz.to(_acc_dtype(f_frames_hz.dtype))
     w = w * _constant((2.0 * math.pi) / sample_rate, w)
     # Sum over m = 0..hop-1 of w_j + (w_{j+1} - w_j) m / hop.
@@ -107,6 +116,8 @@ def segment_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
         [batch, n_frames, hop] phases in [0, 2 pi), dtype of f_frames_hz. Sample m of segment j
         has phase start_j + (m + 1) w_j + (w_{j+1} - w_j) m (m + 1) / (2 hop) (inclusive sum).
     """
+    if fixed_phase.active(f_frames_hz.device):
+        return fixed_phase.segment_phase(f_frames_hz, sample_rate, hop, initial_phase)[0]
     init = initial_phase[:, None] if initial_phase is not None else None
     start = segment_start_phase(f_frames_hz[..., None], sample_rate, hop, init)[..., 0]
     dtype = f_frames_hz.dtype
@@ -120,7 +131,10 @@ def segment_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
 def segment_end_phase(f_frames_hz: Tensor, sample_rate: float, hop: int,
                       initial_phase: Tensor | None = None) -> Tensor:
     """The phase after the last segment of `segment_phase` (same arguments), wrapped, float64
-    [batch]: the next chunk's initial_phase, so chunks continue exactly."""
+    [batch]: the next chunk's initial_phase, so chunks continue exactly (float32 without float64:
+    dsp.fixed_phase)."""
+    if fixed_phase.active(f_frames_hz.device):
+        return fixed_phase.segment_end(f_frames_hz, sample_rate, hop, initial_phase)
     total = segment_phase_totals(f_frames_hz[..., None], sample_rate, hop)[..., 0].sum(1)
     if initial_phase is not None:
         total = total + initial_phase.to(total.dtype)

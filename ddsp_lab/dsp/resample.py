@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor
 
+from ._cache import cached_constant
 from ._checks import check_choice, check_positive_int, check_rank, check_sample_rate
 
 RESAMPLE_METHODS = ("linear", "nearest", "cubic", "window")
@@ -21,12 +22,15 @@ _CUBIC_A = -0.75  # TF1 legacy bicubic kernel parameter (Keys uses -0.5)
 _CUBIC_TABLE = 1024  # TF evaluates the kernel from a 1024-entry table: fractions are quantised
 
 
-def _source_positions(n_frames: int, n_out: int, add_endpoint: bool, device) -> Tensor:
-    """Float64 source position of each output step (exact for long signals)."""
-    i = torch.arange(n_out, dtype=torch.float64, device=device)
-    if add_endpoint:
-        return i * (n_frames / n_out)
-    return i * ((n_frames - 1) / (n_out - 1) if n_out > 1 else 0.0)
+def _source_positions(n_frames: int, n_out: int, add_endpoint: bool, device, dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Where each output step reads the frames, exactly: step i sits at i * num / den frames
+    (num / den = n_frames / n_out, or (n_frames - 1) / (n_out - 1) without the end point).
+    Returns (index = floor, remainder of i * num by den (int64), fraction = remainder / den in
+    dtype), from integer arithmetic: exact however long the signal, and without float64."""
+    num, den = (n_frames, n_out) if add_endpoint else ((n_frames - 1, n_out - 1) if n_out > 1 else (0, 1))
+    i = torch.arange(n_out, dtype=torch.int64, device=device) * num
+    index, rest = torch.div(i, den, rounding_mode="floor"), torch.remainder(i, den)
+    return index, rest, rest.to(dtype) / den
 
 
 def _to_3d(inputs: Tensor) -> tuple[Tensor, tuple]:
@@ -49,10 +53,8 @@ def _from_3d(x: Tensor, shape: tuple, n_out: int) -> Tensor:
 
 def _linear(x: Tensor, n_out: int, add_endpoint: bool) -> Tensor:
     n_frames = x.shape[1]
-    src = _source_positions(n_frames, n_out, add_endpoint, x.device)
-    i0 = src.floor().clamp(max=n_frames - 1)
-    w = (src - i0).to(x.dtype)[None, :, None]
-    i0 = i0.long()
+    index, _, frac = _source_positions(n_frames, n_out, add_endpoint, x.device, x.dtype)
+    i0, w = index.clamp(max=n_frames - 1), frac[None, :, None]  # (index <= n_frames - 1 by construction)
     i1 = (i0 + 1).clamp(max=n_frames - 1)
     x0, x1 = x.index_select(1, i0), x.index_select(1, i1)
     return x0 + (x1 - x0) * w
@@ -60,9 +62,12 @@ def _linear(x: Tensor, n_out: int, add_endpoint: bool) -> Tensor:
 
 def _nearest(x: Tensor, n_out: int, add_endpoint: bool) -> Tensor:
     n_frames = x.shape[1]
-    src = _source_positions(n_frames, n_out, add_endpoint, x.device)
-    idx = src.floor() if add_endpoint else torch.round(src)
-    return x.index_select(1, idx.clamp(max=n_frames - 1).long())
+    index, rest, _ = _source_positions(n_frames, n_out, add_endpoint, x.device, x.dtype)
+    if not add_endpoint:  # round half to even, as torch.round of the position
+        den = max(1, n_out - 1)
+        up = (2 * rest > den) | ((2 * rest == den) & (index % 2 == 1))
+        index = index + up.long()
+    return x.index_select(1, index.clamp(max=n_frames - 1))
 
 
 def _cubic_kernel(d: Tensor) -> Tensor:
@@ -74,15 +79,20 @@ def _cubic_kernel(d: Tensor) -> Tensor:
 
 def _cubic(x: Tensor, n_out: int, add_endpoint: bool) -> Tensor:
     n_frames = x.shape[1]
-    src = _source_positions(n_frames, n_out, add_endpoint, x.device)
-    x0 = src.floor()
-    t = torch.round((src - x0) * _CUBIC_TABLE) / _CUBIC_TABLE  # table quantisation, as TF
+    x0, _, frac = _source_positions(n_frames, n_out, add_endpoint, x.device, x.dtype)
+    t = torch.round(frac * _CUBIC_TABLE) / _CUBIC_TABLE  # table quantisation, as TF
     out = 0.0
     for k in (-1, 0, 1, 2):
-        idx = (x0 + k).clamp(0, n_frames - 1).long()
-        w = _cubic_kernel(t - k).to(x.dtype)[None, :, None]
+        idx = (x0 + k).clamp(0, n_frames - 1)
+        w = _cubic_kernel(t - k)[None, :, None]
         out = out + x.index_select(1, idx) * w
     return out
+
+
+@cached_constant
+def _hann_rise(hop: int) -> Tensor:
+    n = torch.arange(hop, dtype=torch.float64)
+    return 0.5 - 0.5 * torch.cos(math.pi * n / hop)
 
 
 def upsample_with_windows(inputs: Tensor, n_timesteps: int, add_endpoint: bool = True) -> Tensor:
@@ -109,8 +119,7 @@ def upsample_with_windows(inputs: Tensor, n_timesteps: int, add_endpoint: bool =
             f"{'n_frames' if add_endpoint else 'n_frames - 1'} ({n_intervals}); "
             f"got inputs of shape {shape}")
     hop = n_timesteps // n_intervals
-    n = torch.arange(hop, dtype=torch.float64, device=x.device)
-    rise = (0.5 - 0.5 * torch.cos(math.pi * n / hop)).to(x.dtype)  # periodic Hann, first half
+    rise = _hann_rise(hop, dtype=x.dtype, device=x.device)  # periodic Hann, first half
     fall = 1.0 - rise  # second half of the periodic Hann
     out = x[:, :-1, None, :] * fall[:, None] + x[:, 1:, None, :] * rise[:, None]  # [b, j, hop, c]
     return _from_3d(out.reshape(x.shape[0], n_timesteps, x.shape[2]), shape, n_timesteps)
@@ -141,13 +150,13 @@ def _sinc_resample_kernels(orig: int, new: int, width: int, rolloff: float, dtyp
     """Polyphase windowed-sinc kernels [new, 1, 2 * pad + orig] for a ratio new / orig (reduced)."""
     cutoff = min(orig, new) * rolloff  # low-pass below the lower Nyquist, in units of the reduced rates
     pad = math.ceil(width * orig / cutoff)
-    taps = torch.arange(-pad, pad + orig, dtype=torch.float64, device=device) / orig
-    t = (taps[None, :] - torch.arange(new, dtype=torch.float64, device=device)[:, None] / new) * cutoff
+    taps = torch.arange(-pad, pad + orig, dtype=torch.float64) / orig  # built on the CPU, then moved
+    t = (taps[None, :] - torch.arange(new, dtype=torch.float64)[:, None] / new) * cutoff
     t = t.clamp(-width, width)
     window = torch.cos(t * math.pi / width / 2) ** 2  # Hann taper over +- width zero crossings
     t = t * math.pi
     sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, 1.0, t))
-    return (sinc * window * cutoff / orig).to(dtype)[:, None, :], pad
+    return (sinc * window * cutoff / orig).to(dtype=dtype, device=device)[:, None, :], pad
 
 
 def resample_audio(audio: Tensor, orig_sample_rate: int, new_sample_rate: int,

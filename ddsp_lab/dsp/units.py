@@ -28,6 +28,30 @@ def logb(x: Tensor, base: float = 2.0, eps: float = 1e-5) -> Tensor:
     return safe_log(x, eps) / math.log(base if base > 0 else eps)
 
 
+def hop_size(sample_rate: int, frame_rate: int, n_samples: int | None = None, exact: bool = True) -> int:
+    """Audio samples per control frame: the one frames <-> samples rule.
+
+    exact (the framework's models, features and data): the frame rate must divide the sample rate,
+    and n_samples, when given, must be whole hops. exact=False: sample_rate // frame_rate, the
+    reference's low-level convention (dsp.compute_loudness accepts any rates).
+    """
+    if not sample_rate > 0 or not frame_rate > 0:
+        raise ValueError(f"sample_rate and frame_rate must be > 0, got {sample_rate!r} and {frame_rate!r}")
+    if exact and (int(sample_rate) != sample_rate or int(frame_rate) != frame_rate or sample_rate % frame_rate):
+        raise ValueError(f"frame_rate ({frame_rate}) must divide sample_rate ({sample_rate}) to give an integer hop")
+    hop = int(sample_rate // frame_rate)
+    if hop < 1:
+        raise ValueError(f"frame_rate ({frame_rate}) must not exceed sample_rate ({sample_rate})")
+    if n_samples is not None and n_samples % hop:
+        raise ValueError(f"n_samples ({n_samples}) must be a multiple of the hop sample_rate / frame_rate = {hop}")
+    return hop
+
+
+def semitones_to_ratio(semitones: float | Tensor) -> float | Tensor:
+    """A frequency ratio for a pitch shift in semitones (12 per octave): f0 * ratio transposes."""
+    return 2.0 ** (semitones / 12.0)
+
+
 def midi_to_hz(notes: Tensor, midi_zero_silence: bool = False) -> Tensor:
     """MIDI note numbers -> Hz (A4 = 69 = 440 Hz). With midi_zero_silence, MIDI 0 -> 0 Hz."""
     hz = 440.0 * torch.pow(2.0, (notes - 69.0) / 12.0)

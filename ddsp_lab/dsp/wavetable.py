@@ -45,10 +45,8 @@ def _lookup_frames(phase: Tensor, tables: Tensor, n_samples: int) -> Tensor:
     """Lookup in frame-wise tables [batch, n_frames, n] linearly interpolated over time, without
     materialising [batch, n_samples, n] (lookup is linear in the table)."""
     batch, n_frames, n_wt = tables.shape
-    src = _source_positions(n_frames, n_samples, True, tables.device)
-    f0 = src.floor().clamp(max=n_frames - 1)
-    wf = (src - f0).to(tables.dtype)
-    f0 = f0.long()
+    index, _, wf = _source_positions(n_frames, n_samples, True, tables.device, tables.dtype)
+    f0 = index.clamp(max=n_frames - 1)
     f1 = (f0 + 1).clamp(max=n_frames - 1)
     wt = torch.cat([tables, tables[..., :1]], dim=-1).reshape(batch, -1)  # [b, n_frames * (n + 1)]
     i0, i1, w = _lookup_positions(phase, n_wt)

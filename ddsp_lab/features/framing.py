@@ -16,14 +16,7 @@ from .. import dsp
 
 def frame_hop(sample_rate: int, frame_rate: int, n_samples: int | None = None) -> int:
     """Samples per frame; raises if the frame rate does not divide the sample rate (or n_samples)."""
-    if sample_rate % frame_rate:
-        raise ValueError(f"frame_rate ({frame_rate}) must divide sample_rate ({sample_rate}) "
-                         f"to give an integer hop")
-    hop = sample_rate // frame_rate
-    if n_samples is not None and n_samples % hop:
-        raise ValueError(f"n_samples ({n_samples}) must be a multiple of the hop "
-                         f"sample_rate / frame_rate = {hop}")
-    return hop
+    return dsp.hop_size(sample_rate, frame_rate, n_samples)
 
 
 def context_frames(n_context_samples: int, hop: int) -> int:

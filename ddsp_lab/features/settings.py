@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
+from .. import dsp
 from .crepe import CREPE_SAMPLE_RATE
 from .framing import frame_hop
 from .loudness import LOUDNESS_N_FFT
@@ -53,7 +54,7 @@ class FeatureSettings:
     @property
     def hop(self) -> int:
         """Audio samples per frame at sample_rate."""
-        return self.sample_rate // self.frame_rate
+        return dsp.hop_size(self.sample_rate, self.frame_rate)
 
     def to_dict(self) -> dict:
         """Plain values (JSON, and checkpoints that load with weights_only)."""

@@ -8,6 +8,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from .. import dsp
 from ..features import FeatureSettings
 from ..processors import PositionalNoise, ProcessorGroup
 
@@ -83,7 +84,7 @@ class DDSP(nn.Module):
     @property
     def hop_size(self) -> int:
         """Audio samples per control frame (sample_rate / frame_rate)."""
-        return self.sample_rate // self.frame_rate
+        return dsp.hop_size(self.sample_rate, self.frame_rate)
 
     @property
     def device(self) -> torch.device:

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from .. import dsp
 from .base import Processor, check_n_samples
 from .noise import PositionalNoise
 
@@ -101,7 +102,7 @@ class ProcessorGroup(nn.Module):
                 or sample_rate % frame_rate:
             raise ValueError(f"frame_rate must be a positive int dividing the sample rate ({sample_rate}), "
                              f"got {frame_rate!r}")
-        return int(sample_rate) // frame_rate
+        return dsp.hop_size(int(sample_rate), frame_rate)
 
     @staticmethod
     def _parse(node: Any, i: int) -> tuple[Processor, Sequence[str], str]:

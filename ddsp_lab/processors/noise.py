@@ -57,12 +57,12 @@ class PositionalNoise:
 
 
 def uniform_at(key: int, positions: Tensor, batch: int) -> Tensor:
-    """PositionalNoise's values [batch, n] (float64, in [-1, 1)) at int64 sample positions [n] for
+    """PositionalNoise's values [batch, n] (float32, in [-1, 1)) at int64 sample positions [n] for
     a key (PositionalNoise.key()). TorchScript- and ONNX-exportable (ddsp_lab.realtime draws the
     same noise)."""
     rows = torch.arange(batch, dtype=torch.int64, device=positions.device)[:, None]
     pos = positions[None, :]
     h = _hash32(_hash32((rows ^ key) ^ 0x9E3779B9) ^ (pos >> 32) ^ 0x85EBCA6B)
     h = _hash32(h ^ (pos & 0xFFFFFFFF))
-    unit = (h >> 8).to(torch.float64) * (1.0 / 16777216.0)  # 24 bits: exact in float32
-    return unit * 2.0 - 1.0
+    unit = (h >> 8).to(torch.float32) * (1.0 / 16777216.0)  # 24 bits: exact in float32 (no float64 needed)
+    return unit * 2.0 - 1.0  # exact too: the values of a float64 computation

@@ -43,7 +43,7 @@ def _virtual_mask(plan: BlockPlan, n: int, per: int, like: Tensor) -> Tensor:
 
 def _phase_state(inputs) -> dict[str, Tensor]:
     ref = next(x for x in inputs if x.dim() == 3)
-    return {"phase": torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)}
+    return {"phase": torch.zeros(ref.shape[0], dtype=dsp.fixed_phase.phase_dtype(ref.device), device=ref.device)}
 
 
 class Harmonic(Processor):
@@ -303,8 +303,8 @@ class Sinusoidal(Processor):
         return 1
 
     def block_init(self, inputs, hop, lookahead, partition=None):
-        return {}, {"phase": torch.zeros(inputs[0].shape[0], inputs[0].shape[-1], dtype=torch.float64,
-                                         device=inputs[0].device)}
+        return {}, {"phase": torch.zeros(inputs[0].shape[0], inputs[0].shape[-1], device=inputs[0].device,
+                                         dtype=dsp.fixed_phase.phase_dtype(inputs[0].device))}
 
     def block(self, inputs, plan, constants, state):
         """state: each sinusoid's phase (float64). The envelopes are made one frame past the block

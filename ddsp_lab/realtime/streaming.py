@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .. import dsp
 from ..processors import PositionalNoise
 
 BLOCK_SIZES = (64, 4096)  # the block sizes supported, in samples (inclusive)
@@ -196,7 +197,7 @@ class LiveTransfer:
         f0 = held[1:][None]
         self._held = f0[:, -1:]
         ld = torch.where(on, loudness_db, loudness_db - self.attenuate_db)
-        return f0 * 2.0 ** (self.pitch_shift / 12.0), ld + self.loudness_shift
+        return f0 * dsp.semitones_to_ratio(self.pitch_shift), ld + self.loudness_shift
 
     def __call__(self, audio: Tensor) -> Tensor:
         """The next block of input [1, block_size] -> the next block of output [1, block_size]."""
