@@ -80,6 +80,14 @@ def _prepare(cfg) -> None:
     print(f"ddsp-lab prepare: shard {cfg.shard}/{cfg.num_shards} of {config.source} -> {Path(cfg.out).resolve()}\n"
           f"  {summary['items']} items, {summary['examples']} examples ({hours:.3f} h of audio), "
           f"{len(summary['skipped'])} skipped {reasons or ''}; {state}")
+    splits = summary.get("splits") or {}
+    if splits:
+        rule = {"by_file": "by file", "by_item": "by item", "time_blocks": "each item cut in time blocks",
+                "published": "the source's own splits"}.get(summary.get("split_rule"), summary.get("split_rule"))
+        print("  splits: " + ", ".join(f"{name} {splits.get(name, 0)}" for name in ("train", "validation", "test"))
+              + f" examples ({rule})")
+    for warning in summary.get("warnings") or ():
+        print(f"  warning: {warning}")
     if summary["examples"] == 0:
         print("  warning: no examples were made; see the skip reasons above (and in dataset_info.json)")
 
@@ -93,7 +101,12 @@ def _inspect(cfg) -> None:
 def _train(cfg) -> float | None:
     """Returns the best validation score (checkpoint.monitor): what Hydra's sweepers (Optuna) optimise."""
     from .training import train
+    from .training.runner import check_before_training
 
+    try:
+        check_before_training(cfg)
+    except (ValueError, FileNotFoundError) as e:  # a config that cannot work: its message, not a traceback
+        raise SystemExit(f"ddsp-lab train: {e}") from e
     metrics, _ = train(cfg)
     print(f"ddsp-lab train: run directory {Path(cfg.run_dir).resolve()}\n  " +
           "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -147,6 +147,60 @@ def test_prepare_folder_of_recordings(tmp_path):
     assert set(ds["source_file"]) == {"take1.wav", "day2/take2.flac"}
 
 
+def test_a_minute_of_audio_in_three_files_gets_validation_and_test_examples(tmp_path):
+    """A first try is often a minute of audio: three 20 s files used to prepare into train only (an item
+    needed ten examples' length before it was cut in time). Each now gives validation and test one
+    example's length, prepare's summary says what each split got, and no sample is in two splits.
+    (12.5 s files here: as short as the rule allows with the default 4 s examples, and quicker.)"""
+    from ddsp_lab.data import load_prepared
+
+    root = tmp_path / "minute"
+    root.mkdir()
+    for i, f in enumerate((220.0, 330.0, 440.0)):
+        sf.write(root / f"take{i}.wav", tone(f, 12.5), 16000)
+    out = ddsp_lab("prepare", "source=folder", f"source.root={root}", "out=data", "crepe_model=tiny", cwd=tmp_path)
+    ds = load_prepared(tmp_path / "data")
+    counts = {s: sum(1 for x in ds["split"] if x == s) for s in ("train", "validation", "test")}
+    assert counts["validation"] >= 3 and counts["test"] >= 3 and counts["train"] >= 3, counts
+    assert (f"splits: train {counts['train']}, validation {counts['validation']}, test {counts['test']} examples "
+            f"(each item cut in time blocks)") in out.stdout, out.stdout
+    assert "is empty" not in out.stdout
+    spans: dict = {}  # (file, split) -> the examples' first samples (example_id: "<file>@<offset>")
+    for example_id, split in zip(ds["example_id"], ds["split"]):
+        name, offset = example_id.rsplit("@", 1)
+        spans.setdefault(name, {}).setdefault(split, []).append(int(offset))
+    n = 4 * 16000  # samples per example
+    for name, by_split in spans.items():  # no sample of one split lies in an example of another
+        assert set(by_split) == {"train", "validation", "test"}, (name, by_split.keys())
+        for split, starts in by_split.items():
+            others = [o for s2, v in by_split.items() if s2 != split for o in v]
+            assert all(abs(a - b) >= n for a in starts for b in others), (name, split)
+
+
+def test_a_run_that_would_evaluate_an_empty_split_is_refused_before_it_trains(tmp_path):
+    """A sweep whose post-training evaluation has no data used to train every job and then fail each one.
+    The check runs first and names the fixes; `ddsp-lab eval`'s evaluation keeps the same rule."""
+    from ddsp_lab.eval import evaluate
+
+    from test_streaming import _model
+
+    root = tmp_path / "short"
+    root.mkdir()
+    for i, f in enumerate((220.0, 330.0)):  # 2.5 s each: under three 1 s examples' length, so train only
+        sf.write(root / f"take{i}.wav", tone(f, 2.5), 16000)
+    ddsp_lab("prepare", "source=folder", f"source.root={root}", "out=data", "crepe_model=tiny",
+             "example_seconds=1.0", cwd=tmp_path)
+    out = ddsp_lab("train", "experiment=tiny", "data.path=data", "run_dir=run", "logger=csv",
+                   "evaluate.after_training=true", "model.f0_metric=false", *QUICK_TRAIN, cwd=tmp_path, ok=False)
+    assert out.returncode != 0
+    assert "evaluate.split=test: the test split of" in out.stderr and "is empty (train" in out.stderr, out.stderr[-2000:]
+    assert "use evaluate.split=train, or evaluate.after_training=false, or longer recordings" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+    with pytest.raises(ValueError, match=r"split=validation: the validation split of .* is empty .* use split=train"):
+        evaluate(_model(), tmp_path / "data", split="validation")
+
+
 def test_prepare_hub_from_a_local_dataset(tmp_path):
     """data/README.md: `ddsp-lab prepare source=hub source.name=<id or local path> out=...`, offline,
     on a local dataset (parquet files with an audio column, as `datasets` writes them)."""
@@ -270,9 +324,11 @@ def test_a_wheel_carries_its_configs(tmp_path):
     """`pip install .` (not editable) must give a ddsp-lab with its configs: build the wheel, install
     it without dependencies into a fresh target and run its console script from elsewhere."""
     wheels, target = tmp_path / "wheels", tmp_path / "site"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
                             "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert build.returncode == 0, build.stderr[-3000:]
+    deprecated = [line for line in (build.stdout + build.stderr).splitlines() if "Deprecat" in line]
+    assert not deprecated, deprecated  # e.g. setuptools' `project.license` as a TOML table (an SPDX string now)
     wheel = next(wheels.glob("ddsp_lab-*.whl"))
     install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
                               str(wheel)], capture_output=True, text=True, timeout=300)

@@ -323,9 +323,12 @@ def test_few_long_files_split_in_time_blocks_and_progress_counts_seconds_of_audi
     """3 files of 20 s (under 20 files: time blocks): each file's first 16 s train, then 2 s
     validation, 2 s test, and no sample of one split's examples lies in another's; the progress
     bar counts seconds of audio through CREPE, block by block (at most 16 s a step)."""
+    import sys
+
     import tqdm
 
     monkeypatch.setattr(tqdm, "tqdm", _RecordingBar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # a terminal: the bar
     _RecordingBar.instances = []
     names = _tone_folder(tmp_path / "takes", 20.0, (196.0, 262.0, 330.0))
     out = tmp_path / "out"
@@ -349,9 +352,24 @@ def test_few_long_files_split_in_time_blocks_and_progress_counts_seconds_of_audi
         assert spans["train"][1] <= spans["validation"][0] and spans["validation"][1] <= spans["test"][0]
 
     (bar,) = _RecordingBar.instances
-    assert bar.unit == "s" and bar.total == pytest.approx(60.0)
+    assert bar.unit == " s of audio" and bar.total == pytest.approx(60.0)  # its rate reads "s of audio/s"
     assert bar.n == pytest.approx(60.0)
     assert max(bar.updates) <= 16.0 + 1e-9 and len([u for u in bar.updates if u > 0]) >= 9  # 3 blocks a file
+
+
+def test_progress_without_a_terminal_is_a_line_every_five_percent_of_the_audio(capsys):
+    """CI and SLURM logs get plain lines, each saying what it counts, not a redrawn bar's flood."""
+    from ddsp_lab.data.prepare import _progress
+
+    bar = _progress(600.0, "prepare shard 0/1", True)  # under pytest stderr is no terminal
+    for _ in range(600):
+        bar.update(1.0)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 20, lines  # every 5 %
+    assert lines[0].startswith("prepare shard 0/1: 30 of 600 s of audio (5 %), ETA ")
+    assert lines[-1].startswith("prepare shard 0/1: 600 of 600 s of audio (100 %), ETA 0:00:00")
+    assert all(line.endswith("s of audio per second") for line in lines)
 
 
 def test_many_short_files_keep_the_by_file_split(tmp_path):

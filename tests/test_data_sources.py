@@ -162,12 +162,21 @@ def test_plan_splits_fills_a_split_the_hash_leaves_empty_with_one_file():
     assert plan_splits(list(names)) == plan  # deterministic
 
 
-def test_time_blocks_cut_80_10_10_or_keep_a_short_item_whole():
+def test_time_blocks_cut_80_10_10_give_short_items_one_example_per_split_or_keep_them_whole():
     sr, n_example = 16000, 4 * 16000
     blocks = time_blocks(60 * sr, (0.8, 0.1), n_example, align=64)
     assert blocks == [Segment(0, 48 * sr, "train"), Segment(48 * sr, 54 * sr, "validation"),
                       Segment(54 * sr, 60 * sr, "test")]
-    assert time_blocks(30 * sr, (0.8, 0.1), n_example) == [Segment(0, 30 * sr, "train")]  # 3 s blocks < 4 s
+    # 10 % (3 s, 2 s) is shorter than one example: validation and test take one example's length from train
+    assert time_blocks(30 * sr, (0.8, 0.1), n_example, align=64) == [
+        Segment(0, 22 * sr, "train"), Segment(22 * sr, 26 * sr, "validation"), Segment(26 * sr, 30 * sr, "test")]
+    assert time_blocks(20 * sr, (0.8, 0.1), n_example) == [
+        Segment(0, 12 * sr, "train"), Segment(12 * sr, 16 * sr, "validation"), Segment(16 * sr, 20 * sr, "test")]
+    assert time_blocks(12 * sr, (0.8, 0.1), n_example) == [
+        Segment(0, 4 * sr, "train"), Segment(4 * sr, 8 * sr, "validation"), Segment(8 * sr, 12 * sr, "test")]
+    assert time_blocks(12 * sr - 1, (0.8, 0.1), n_example) == [Segment(0, 12 * sr - 1, "train")]  # < 3 examples
+    assert time_blocks(10 * sr, (0.9, 0.1), n_example) == [  # no test share: train and validation only
+        Segment(0, 6 * sr, "train"), Segment(6 * sr, 10 * sr, "validation")]
     with pytest.raises(ValueError, match="split_fractions"):
         plan_splits(["a"], (0.9, 0.2))
 

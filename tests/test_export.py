@@ -58,7 +58,7 @@ def model():
 
 def _every_streaming_processor():
     """The tiny model over a stack of every processor that streams and is not in the shipped stacks:
-    sinusoids + a wavetable + filtered noise, through a chorus (ModDelay) and a drawn reverb."""
+    sinusoids + a wavetable, mixed with filtered noise, through a chorus (ModDelay) and a drawn reverb."""
     nodes = [{"processor": {"_target_": "ddsp_lab.processors.Sinusoidal", "sample_rate": 16000, "n_sinusoids": 8},
               "inputs": ["sin_amps", "sin_freqs"], "name": "sines"},
              {"processor": {"_target_": "ddsp_lab.processors.Wavetable", "sample_rate": 16000, "scale_fn": None,
@@ -66,7 +66,8 @@ def _every_streaming_processor():
              {"processor": {"_target_": "ddsp_lab.processors.FilteredNoise", "window_size": 257, "n_bands": 65},
               "inputs": ["noise_magnitudes"], "name": "noise"},
              {"processor": {"_target_": "ddsp_lab.processors.Add"}, "inputs": ["sines", "wavetable"], "name": "tones"},
-             {"processor": {"_target_": "ddsp_lab.processors.Add"}, "inputs": ["tones", "noise"], "name": "dry"},
+             {"processor": {"_target_": "ddsp_lab.processors.Mix"}, "inputs": ["tones", "noise", "mix_level"],
+              "name": "dry"},
              {"processor": {"_target_": "ddsp_lab.processors.ModDelay", "sample_rate": 16000},
               "inputs": ["dry", "chorus_gain", "chorus_phase"], "name": "chorus"},
              {"processor": {"_target_": "ddsp_lab.processors.ExpDecayReverb", "trainable": True,
@@ -173,7 +174,7 @@ def test_every_processor_that_streams_exports_and_plays_the_offline_render(fmt, 
     model = _every_streaming_processor()
     path = tmp_path / f"m{FORMATS[fmt]}"
     info = export(model, path, fmt, 256)
-    assert [n["processor"] for n in info["synth"]["nodes"]] == ["Sinusoidal", "Wavetable", "FilteredNoise", "Add", "Add",
+    assert [n["processor"] for n in info["synth"]["nodes"]] == ["Sinusoidal", "Wavetable", "FilteredNoise", "Add", "Mix",
                                                                "ModDelay", "ExpDecayReverb"]
     controls = _controls(3.072, 4)
     got, _ = run_exported(path, controls, info)

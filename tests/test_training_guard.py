@@ -297,6 +297,18 @@ def test_plain_progress_rate_and_eta_leave_validation_out(capsys):
             progress.on_validation_end(trainer, None)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
     assert lines[-1].startswith("step 20/100") and "10.00 steps/s" in lines[-1] and "ETA 0:00:08" in lines[-1], lines
+    # trainer.max_time ends the run before max_steps would: the ETA is the time it leaves
+    from pytorch_lightning.callbacks import Timer
+
+    timer = Timer(duration="00:00:00:05")
+    timer.time_remaining = lambda stage="train": 5.0
+    trainer.callbacks = [timer]
+    for step in range(21, 31):
+        now[0] += 0.1
+        trainer.global_step = step
+        progress.on_train_batch_end(trainer, None, None, None, step)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert lines[-1].startswith("step 30/100") and lines[-1].endswith("ETA 0:00:05 (max_time)"), lines
 
 
 def test_the_guard_with_the_default_fused_adam_reads_nothing_from_the_device_and_copies_nothing(demo_data, tmp_path,

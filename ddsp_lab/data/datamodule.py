@@ -200,3 +200,29 @@ class DDSPDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def split_sizes(path: str | Path) -> dict[str, int] | None:
+    """Examples per split of a prepared dataset, from its dataset_info.json (None where the file or
+    its statistics are missing: unfinished, or no examples)."""
+    info = Path(path) / "dataset_info.json"
+    stats = json.loads(info.read_text()).get("statistics") if info.exists() else None
+    return dict(stats["splits"]) if stats and "splits" in stats else None
+
+
+def require_split(path: str | Path, split: str, setting: str) -> None:
+    """Refuse, before any work, to evaluate a split that holds no examples, naming the fixes: another
+    split (those that have examples), `evaluate.after_training=false` for a training run, or
+    longer recordings."""
+    sizes = split_sizes(path)
+    if sizes is None or sizes.get(split, 0) > 0:
+        return
+    counts = ", ".join(f"{name} {sizes.get(name, 0)}" for name in ("train", "validation", "test"))
+    others = [name for name in ("validation", "test", "train") if name != split and sizes.get(name, 0) > 0]
+    fixes = [f"{setting}={others[0]}"] if others else []
+    if setting.startswith("evaluate."):
+        fixes.append("evaluate.after_training=false")
+    fixes.append("longer recordings (a recording cut in time gives validation and test an example each from three "
+                 "examples' length on)")
+    raise ValueError(f"{setting}={split}: the {split} split of {path} is empty ({counts} examples), so there is "
+                     f"nothing to evaluate; use " + ", or ".join(fixes))

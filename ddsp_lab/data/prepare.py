@@ -39,9 +39,11 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -313,11 +315,9 @@ def prepare(source, out: str | Path, config: PrepareConfig, shard: int = 0, devi
     items = all_items[shard::config.num_shards]
     chunks = [items[i:i + config.items_per_part] for i in range(0, len(items), config.items_per_part)]
     seconds = [_item_seconds(source, item, config) for item in items]
-    from tqdm import tqdm
-
     # progress in seconds of audio analysed, so rate and ETA follow the work (CREPE), not files read
-    bar = tqdm(total=None if None in seconds else round(sum(seconds), 1), unit="s", unit_scale=True,
-               desc=f"prepare shard {shard}/{config.num_shards}", disable=not progress)
+    bar = _progress(None if None in seconds else round(sum(seconds), 1), f"prepare shard {shard}/{config.num_shards}",
+                    progress)
     crepe = _Lazy(lambda: CrepeF0(config.crepe_model, config.viterbi, device))  # loaded only if needed
     for k, chunk in enumerate(chunks):
         part_dir = shard_dir / f"part-{k:05d}"
@@ -375,9 +375,53 @@ def load_prepared(path: str | Path, split: str | None = None, allow_incomplete: 
     return ds
 
 
+class _LineProgress:
+    """prepare's progress where stderr is not a terminal (CI, SLURM logs, `| tee`): a plain line every
+    5 % of the audio (every minute when the total is unknown), not a redrawn bar's flood."""
+
+    def __init__(self, total: float | None, desc: str):
+        self.total, self.desc, self.n = total, desc, 0.0
+        self._t0 = self._shown_t = time.time()
+        self._shown_n = 0.0
+
+    def update(self, n: float) -> None:
+        self.n += n
+        now = time.time()
+        step = 0.05 * self.total if self.total else None
+        if (step and self.n - self._shown_n >= step) or (not step and now - self._shown_t >= 60):
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        rate = self.n / max(now - self._t0, 1e-9)
+        line = f"{self.desc}: {self.n:.0f}"
+        if self.total:
+            eta = max(0.0, (self.total - self.n) / max(rate, 1e-9))
+            line += f" of {self.total:.0f} s of audio ({100 * self.n / self.total:.0f} %), ETA {timedelta(seconds=round(eta))}"
+        else:
+            line += " s of audio"
+        print(f"{line}, {rate:.1f} s of audio per second", file=sys.stderr, flush=True)
+        self._shown_n, self._shown_t = self.n, now
+
+    def write(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.n > self._shown_n:
+            self._line(time.time())
+
+
+def _progress(total: float | None, desc: str, enabled: bool):
+    """A progress counter in seconds of audio: a tqdm bar on a terminal, plain lines otherwise."""
+    from tqdm import tqdm
+
+    if enabled and not sys.stderr.isatty():
+        return _LineProgress(total, desc)
+    return tqdm(total=total, unit=" s of audio", unit_scale=True, desc=desc, disable=not enabled)
+
+
 def _split_warnings(splits: dict, rule: str) -> list[str]:
     hints = {"time_blocks": f"fewer than {MIN_ITEMS_BY_ITEM} items are split in time blocks, and no item gave "
-                            f"that block an example (an item needs 10 examples' length for its blocks)",
+                            f"that block an example (an item needs three examples' length for its blocks)",
              "published": "the source has no such split"}
     return [f"the {name} split is empty (split rule {rule!r}: {hints.get(rule, 'no item was assigned to it')})"
             for name in SPLITS if not splits.get(name)]

@@ -11,8 +11,9 @@ Splits (`plan_splits`, decided from the full item list, so the same in every sha
   lies nearest its range, so with enough items every split has at least one.
 - "time_blocks": with fewer items, each item is cut in time: its first 80 % train, the next 10 %
   validation, the last 10 % test, and examples lie wholly inside one block (no sample of an example
-  belongs to two splits, whatever the hop). An item whose validation or test block is shorter than
-  one example (under 10 examples long) cannot give one there, and goes whole to train instead.
+  belongs to two splits, whatever the hop). Where 10 % is shorter than one example, the block takes
+  one example's length from train, so every item at least three examples long gives validation and
+  test an example each; a shorter item goes whole to train.
 """
 from __future__ import annotations
 
@@ -106,14 +107,23 @@ class Segment:
 
 def time_blocks(n_samples: int, fractions: tuple[float, float], min_samples: int, align: int = 1) -> list[Segment]:
     """An item of n_samples cut into train / validation / test blocks by `fractions` (boundaries
-    rounded down to multiples of `align`); the whole item as one train segment when a block with a
-    non-zero fraction would be shorter than min_samples (one example)."""
+    multiples of `align`). A block with a non-zero fraction gets at least min_samples (one
+    example): where its share is shorter, it takes one example's length and train gives it up (a
+    20 s file with 4 s examples: 12 s train, 4 s validation, 4 s test). An item too short to hold
+    train and each such block (three examples' length at 80/10/10) goes whole to train."""
     b1 = int(n_samples * fractions[0]) // align * align
     b2 = int(n_samples * (fractions[0] + fractions[1])) // align * align
     blocks = [Segment(0, b1, "train"), Segment(b1, b2, "validation"), Segment(b2, n_samples, "test")]
     wanted = [seg for seg, f in zip(blocks[1:], (fractions[1], 1 - sum(fractions))) if f > 0]
-    if any(seg.stop - seg.start < min_samples for seg in wanted):
+    if all(seg.stop - seg.start >= min_samples for seg in wanted) and b1 >= min_samples:
+        return [seg for seg in blocks if seg.stop > seg.start]
+    one = -(-min_samples // align) * align  # one example, in whole aligned steps
+    n_val, n_test = (one if f > 0 else 0 for f in (fractions[1], 1 - sum(fractions)))
+    b2 = (n_samples - n_test) // align * align
+    b1 = (b2 - n_val) // align * align
+    if b1 < min_samples:
         return [Segment(0, n_samples, "train")]
+    blocks = [Segment(0, b1, "train"), Segment(b1, b2, "validation"), Segment(b2, n_samples, "test")]
     return [seg for seg in blocks if seg.stop > seg.start]
 
 

@@ -77,14 +77,25 @@ def _cubic_kernel(d: Tensor) -> Tensor:
     return torch.where(d <= 1.0, near, torch.where(d < 2.0, far, torch.zeros_like(d)))
 
 
+@cached_constant
+def _cubic_table() -> Tensor:
+    """The kernel's weights of frames -1, 0, 1, 2 at each of the table's fractions [1025, 4] (float64, CPU)."""
+    t = torch.arange(_CUBIC_TABLE + 1, dtype=torch.float64) / _CUBIC_TABLE
+    return torch.stack([_cubic_kernel(t - k) for k in (-1, 0, 1, 2)], dim=-1)
+
+
 def _cubic(x: Tensor, n_out: int, add_endpoint: bool) -> Tensor:
     n_frames = x.shape[1]
-    x0, _, frac = _source_positions(n_frames, n_out, add_endpoint, x.device, x.dtype)
-    t = torch.round(frac * _CUBIC_TABLE) / _CUBIC_TABLE  # table quantisation, as TF
+    x0, rest, _ = _source_positions(n_frames, n_out, add_endpoint, x.device, x.dtype)
+    # the fraction quantised to the kernel's table, as TF: round(rest / den * 1024), half to even
+    den = n_out if add_endpoint else max(1, n_out - 1)
+    q, r = torch.div(rest * _CUBIC_TABLE, den, rounding_mode="floor"), torch.remainder(rest * _CUBIC_TABLE, den)
+    t = q + ((2 * r > den) | ((2 * r == den) & (q % 2 == 1))).long()
+    weights = _cubic_table(dtype=x.dtype, device=x.device)[t]  # [n_out, 4]
     out = 0.0
-    for k in (-1, 0, 1, 2):
+    for j, k in enumerate((-1, 0, 1, 2)):
         idx = (x0 + k).clamp(0, n_frames - 1)
-        w = _cubic_kernel(t - k)[None, :, None]
+        w = weights[:, j][None, :, None]
         out = out + x.index_select(1, idx) * w
     return out
 

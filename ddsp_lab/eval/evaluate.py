@@ -62,11 +62,12 @@ def evaluate(model: DDSP, data_path: str | Path, split: str = "test", limit: int
     "counts": {...}, "timing": {...}}}.
     """
     from ..data import DDSPDataModule, load_prepared
-    from ..data.datamodule import PreparedExamples
+    from ..data.datamodule import PreparedExamples, require_split
 
     _check_swap(model, swap)
 
     data = DDSPDataModule(str(data_path), sample_rate=model.sample_rate, frame_rate=model.frame_rate)
+    require_split(data.path, split, "split")
     ds = load_prepared(data.path, split)
     if len(ds) == 0:
         raise ValueError(f"the {split} split of {data.path} is empty: nothing to evaluate (split=train|validation|test)")

@@ -27,6 +27,9 @@ class Mix(Processor):
     """The reference's Mix: m = sigmoid(mix_level) upsampled linearly to the signals' length,
     out = sqrt(m) s1 + (1 - sqrt(|m - 1|)) s2 (not a crossfade: m -> 1 gives s1 + s2)."""
 
+    def control_sizes(self) -> dict[str, int | None]:
+        return {"signal_one": None, "signal_two": None, "nn_out_mix_level": 1}
+
     def get_controls(self, signal_one: Tensor, signal_two: Tensor, nn_out_mix_level: Tensor) -> dict[str, Tensor]:
         if signal_one.shape != signal_two.shape:
             raise ValueError(f"Mix needs signal_one and signal_two of equal shape, got "
@@ -41,6 +44,18 @@ class Mix(Processor):
 
     def get_signal(self, signal_one: Tensor, signal_two: Tensor, mix_level: Tensor) -> Tensor:
         return torch.sqrt(mix_level) * signal_one + (1.0 - torch.sqrt(torch.abs(mix_level - 1.0))) * signal_two
+
+    def stream_lookahead(self, hop: int) -> int:
+        return 1  # the mix level interpolates towards the next frame
+
+    def block(self, inputs, plan, constants, state):
+        """The block's mix levels, upsampled one frame past the block (as one shot upsamples the
+        whole curve), then cut to it."""
+        one, two, level = inputs
+        m, n = plan.n_frames, plan.n_frames * plan.hop
+        level = level if level.shape[1] > m else torch.cat([level[:, :m], level[:, m - 1:m]], dim=1)
+        mix = dsp.resample(torch.sigmoid(level[:, :m + 1]), (m + 1) * plan.hop)[:, :n]
+        return self.get_signal(one, two, mix[..., 0] if one.dim() == 2 and mix.dim() == 3 else mix), state
 
 
 class Crop(Processor):

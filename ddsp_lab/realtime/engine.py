@@ -10,7 +10,7 @@ It composes the model's own parts and does no arithmetic of its own: the preproc
 decoder (the GRU state carried), then each node of the synth stack through its `block`
 (processors/base.py), the one implementation of that processor's streamed arithmetic, which
 ProcessorGroup.stream (chunked renders, StreamingModel) also runs. What streams exports: Harmonic,
-FilteredNoise, Wavetable, Sinusoidal, Add, ModDelay and a Reverb with a fixed IR (trainable, or
+FilteredNoise, Wavetable, Sinusoidal, Add, Mix, ModDelay and a Reverb with a fixed IR (trainable, or
 drawn: ExpDecayReverb / FilteredNoiseReverb with trainable=True). tests/test_export.py checks every
 such stack against the eager StreamingModel and the offline render.
 
@@ -38,7 +38,7 @@ CORE_STATE = ("rnn_state", "frames_in", "pending")
 
 def _unsupported(msg: str) -> ValueError:
     return ValueError(f"export: {msg}; exported models run synth stacks of processors that stream (Harmonic, "
-                      f"FilteredNoise, Wavetable, Sinusoidal, Add, ModDelay, a Reverb with a fixed IR) under the "
+                      f"FilteredNoise, Wavetable, Sinusoidal, Add, Mix, ModDelay, a Reverb with a fixed IR) under the "
                       f"F0LoudnessPreprocessor and an RNN-FC or MLP decoder")
 
 

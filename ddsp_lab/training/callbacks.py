@@ -7,6 +7,14 @@ from datetime import timedelta
 import pytorch_lightning as pl
 
 
+def _time_left(trainer: pl.Trainer) -> float | None:
+    """Seconds of training left under trainer.max_time (Lightning's Timer), None without one."""
+    from pytorch_lightning.callbacks import Timer
+
+    timer = next((c for c in getattr(trainer, "callbacks", ()) if isinstance(c, Timer)), None)
+    return None if timer is None else timer.time_remaining("train")
+
+
 class PlainProgress(pl.Callback):
     """Progress as one plain line per log interval, for output that is not a terminal (CI, SLURM
     logs, `| tee`), where a redrawn bar grows into megabytes:
@@ -43,8 +51,12 @@ class PlainProgress(pl.Callback):
         line = f"step {step}/{trainer.max_steps}" if trainer.max_steps > 0 else f"step {step}"
         line += "".join(f"  {k} {float(v):.4f}" for k, v in trainer.callback_metrics.items() if k.startswith("train/"))
         line += f"  {rate:.2f} steps/s"
-        if trainer.max_steps > 0:
-            line += f"  ETA {timedelta(seconds=round((trainer.max_steps - step) / max(mean_rate, 1e-9)))}"
+        eta = (trainer.max_steps - step) / max(mean_rate, 1e-9) if trainer.max_steps > 0 else None
+        left = _time_left(trainer)  # trainer.max_time ends the run first: the ETA is the time left
+        if left is not None and (eta is None or left < eta):
+            line += f"  ETA {timedelta(seconds=round(left))} (max_time)"
+        elif eta is not None:
+            line += f"  ETA {timedelta(seconds=round(eta))}"
         print(line, flush=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

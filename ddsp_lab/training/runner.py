@@ -63,8 +63,20 @@ def train(cfg, validate_first: bool = False):
         return _train(cfg, validate_first)
 
 
+def check_before_training(cfg) -> None:
+    """What would make a run fail after it trained, refused before it starts (a ValueError naming
+    the fix): an evaluation after training (evaluate.after_training) of a split with no examples."""
+    evaluation = cfg.get("evaluate") or {}
+    if evaluation.get("after_training"):  # not after every job of a sweep has trained
+        from ..data.datamodule import require_split
+
+        require_split(cfg.data.path, evaluation.get("split", "test"), "evaluate.split")
+
+
 def _train(cfg, validate_first: bool):
     pl.seed_everything(int(cfg.seed), workers=True)
+    check_before_training(cfg)
+    evaluation = cfg.get("evaluate") or {}
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if _is_global_zero():  # rank 0 alone writes the run's files
@@ -88,7 +100,6 @@ def _train(cfg, validate_first: bool):
                 best_score=float(best) if best is not None else None,
                 best_checkpoint=checkpoint.best_model_path or None,
                 final_metrics=metrics)
-    evaluation = cfg.get("evaluate") or {}
     if evaluation.get("after_training") and model.global_rank == 0:
         summary = evaluate_run(run_dir, checkpoint.best_model_path or str(run_dir / "checkpoints" / "last.ckpt"),
                                evaluation, logger, int(model.global_step))
