@@ -79,7 +79,7 @@ def _prepare(cfg) -> None:
     state = "already complete, nothing to do" if summary.get("already_complete") else f"{summary['seconds']} s"
     print(f"ddsp-lab prepare: shard {cfg.shard}/{cfg.num_shards} of {config.source} -> {Path(cfg.out).resolve()}\n"
           f"  {summary['items']} items, {summary['examples']} examples ({hours:.3f} h of audio), "
-          f"{len(summary['skipped'])} skipped {reasons or ''}; {state}")
+          f"{len(summary['skipped'])} skipped{' ' + str(reasons) if reasons else ''}; {state}")
     splits = summary.get("splits") or {}
     if splits:
         rule = {"by_file": "by file", "by_item": "by item", "time_blocks": "each item cut in time blocks",
@@ -103,13 +103,17 @@ def _train(cfg) -> float | None:
     from .training import train
     from .training.runner import check_before_training
 
+    from .runtime import quiet_offline_wandb
+
     try:
         check_before_training(cfg)
     except (ValueError, FileNotFoundError) as e:  # a config that cannot work: its message, not a traceback
         raise SystemExit(f"ddsp-lab train: {e}") from e
+    quiet_offline_wandb(cfg.get("logger"))
     metrics, _ = train(cfg)
-    print(f"ddsp-lab train: run directory {Path(cfg.run_dir).resolve()}\n  " +
-          "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    run = Path(cfg.run_dir).resolve()
+    print(f"ddsp-lab train: run directory {run}\n  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    _print_wandb_runs(run)
     return metrics.get("best_score")
 
 
@@ -154,8 +158,10 @@ def _quickstart(cfg) -> None:
         f"trainer.max_steps={cfg.steps}", f"trainer.val_check_interval={min(100, int(cfg.steps))}",
         "trainer.num_sanity_val_steps=0",
         f"logger={HydraConfig.get().runtime.choices.logger}", f"callbacks.media.every_n_steps={cfg.steps}"])
+    from .runtime import quiet_offline_wandb
     from .training import train
 
+    quiet_offline_wandb(train_cfg.get("logger"))
     final, initial = train(train_cfg, validate_first=True)
     run = Path(cfg.run_dir).resolve()
     drop = 100 * (1 - final["val/spectral"] / initial["val/spectral"])
@@ -168,6 +174,10 @@ def _quickstart(cfg) -> None:
     print(f"  run directory: {run} (config.yaml, checkpoints/last.ckpt)")
     if last_media:
         print(f"  target / resynthesis audio and spectrograms: {last_media[-1]}")
+    _print_wandb_runs(run)
+
+
+def _print_wandb_runs(run: Path) -> None:
     for wandb_run in sorted((run / "wandb").glob("offline-run-*")):
         print(f"  offline W&B run: {wandb_run}  (wandb sync {wandb_run})")
 
@@ -280,9 +290,10 @@ def main(argv: list[str] | None = None) -> None:
             "quickstart": _quickstart, "export": _export, **{name: _app(name) for name in APPS}}[command]
     os.environ["DDSP_LAB_COMMAND"] = command
     sys.argv = [sys.argv[0], *overrides]
-    from .runtime import tune_cpu_allocator
+    from .runtime import quiet_libraries, tune_cpu_allocator
 
     tune_cpu_allocator()  # CPU DSP without page faults for every fresh tensor (DDSP_LAB_MALLOC_TUNING=0: off)
+    quiet_libraries()  # no start-up lines a user cannot act on (Lightning's tips, matplotlib's INFO)
 
     def checked(cfg) -> None:
         _argv_of_this_job()

@@ -50,3 +50,34 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# Start-up chatter nobody can act on: Lightning's seed / accelerator / tip lines and its own
+# deprecation of its pytree helper, matplotlib's font-cache INFO, and the "fewer batches than the
+# logging interval" notice (a train split streams across epochs here; plain progress lines print
+# at log_every_n_steps regardless). Warnings a user can act on stay.
+_QUIET_LOGGERS = ("lightning_fabric.utilities.seed", "lightning_fabric.utilities.rank_zero",
+                  "pytorch_lightning.utilities.rank_zero", "matplotlib", "PIL")
+_QUIET_WARNINGS = (r".*isinstance\(treespec, LeafSpec\).*",
+                   r"The number of training batches \(\d+\) is smaller than the logging interval.*")
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' start-up lines for this process (the `ddsp-lab` commands call it)."""
+    import logging
+    import warnings
+
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in _QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
+def quiet_offline_wandb(logger_cfg) -> bool:
+    """An offline W&B logger prints a dozen lines of its own (tracking, sync hints, a notice about a
+    setting Lightning passes): silence them (WANDB_SILENT, unless the user set it); the command then
+    says where the run is and how to sync it. True where it did."""
+    if not logger_cfg or "WandbLogger" not in str(logger_cfg.get("_target_", "")) or not logger_cfg.get("offline"):
+        return False
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return True

@@ -271,6 +271,24 @@ def test_every_logger_trains(logger, expect, demo_1s, tmp_path):
         assert list(tmp_path.glob(expect)), sorted(str(p) for p in tmp_path.rglob("*"))[:30]
 
 
+NOISE = ("Tip:", "GPU available", "TPU available", "Seed set to", "LeafSpec", "anonymous setting",
+         "Tried to log to step", "smaller than the logging interval", "wandb: ", "font cache")
+
+
+def test_a_first_training_run_prints_nothing_a_user_cannot_act_on(demo_1s, tmp_path):
+    """Lightning's tips and accelerator lines, its own deprecations, W&B's offline chatter and its
+    dropped-step warning (the media logged before training used to be dropped) are gone; what is
+    left says where the run and its offline W&B run are."""
+    env = {k: v for k, v in ENV.items() if k != "WANDB_SILENT"}  # the user's environment, not the tests'
+    out = ddsp_lab("train", "experiment=tiny", f"data.path={demo_1s}", "logger=wandb", f"run_dir={tmp_path / 'run'}",
+                   *QUICK_TRAIN, "trainer.val_check_interval=1", "callbacks.media.every_n_steps=1", cwd=tmp_path, env=env)
+    text = out.stdout + out.stderr
+    assert not [n for n in NOISE if n in text], [line for line in text.splitlines() if any(n in line for n in NOISE)]
+    assert "offline W&B run: " in out.stdout and "(wandb sync " in out.stdout
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/files/media/audio/media/*target*.wav"))
+    assert len(runs) == 2, runs  # the media of steps 1 and 2, none dropped
+
+
 def test_sweep_on_the_local_submitit_launcher(demo_1s, tmp_path):
     """README: `ddsp-lab train -m hydra/launcher=local ...` (the runs as parallel local processes;
     hydra/launcher=slurm submits the same jobs to SLURM)."""

@@ -118,7 +118,9 @@ class MediaLogger(pl.Callback):
                     payload[f"media/example{i}"] = wandb.Image(fig)
                 if ir is not None:
                     payload["media/reverb_ir"] = wandb.Histogram(ir)
-                logger.experiment.log(payload, step=step)
+                # on Lightning's x-axis (trainer/global_step), not W&B's own step: a step older than
+                # W&B's (the validation before training, at step 0) would be dropped with a warning
+                logger.experiment.log({**payload, "trainer/global_step": step})
             elif name == "TensorBoardLogger":
                 for i, (target, synth, fig) in media.items():
                     logger.experiment.add_audio(f"example{i}/target", torch.as_tensor(target)[None], step, sample_rate)
