@@ -52,11 +52,11 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-# Start-up chatter nobody can act on: Lightning's seed / accelerator / tip lines and its own
+# Start-up chatter nobody can act on: Lightning's accelerator / tip lines and its own
 # deprecation of its pytree helper, matplotlib's font-cache INFO, and the "fewer batches than the
 # logging interval" notice (a train split streams across epochs here; plain progress lines print
 # at log_every_n_steps regardless). Warnings a user can act on stay.
-_QUIET_LOGGERS = ("lightning_fabric.utilities.seed", "lightning_fabric.utilities.rank_zero",
+_QUIET_LOGGERS = ("lightning_fabric.utilities.rank_zero",
                   "pytorch_lightning.utilities.rank_zero", "matplotlib", "PIL")
 _QUIET_WARNINGS = (r".*isinstance\(treespec, LeafSpec\).*",
                    r"The number of training batches \(\d+\) is smaller than the logging interval.*")

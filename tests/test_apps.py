@@ -72,6 +72,7 @@ def _pitch(audio: torch.Tensor, sr: int) -> float:
     return float(69 + 12 * torch.log2(f0[conf > 0.5] / 440).median())
 
 
+@pytest.mark.slow
 def test_transfer_keeps_the_pitch_of_a_tone_without_adjustment(model):
     tone = torch.from_numpy(_tone(48.3, 1.5, 44100))
     result = apps.timbre_transfer(model, tone, 44100, auto_adjust=False)
@@ -171,6 +172,7 @@ def test_dereverb_takes_the_room_away_and_the_reverb_transfer_gives_back_the_ir(
     torch.testing.assert_close(node(torch.cat([impulse, torch.zeros(32000)])[None])[0], ir, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_reverb_cli_exports_the_learned_ir_and_applies_it(run, tmp_path):
     ckpt = run / "checkpoints" / "last.ckpt"
     impulse = np.zeros(8000, np.float32)
@@ -216,6 +218,7 @@ print("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     assert peak < 2048, peak
 
 
+@pytest.mark.slow
 def test_interpolate_blends_z_between_two_recordings(tmp_path):
     from ddsp_lab.data import DemoSource, PrepareConfig, prepare
 

@@ -62,6 +62,7 @@ def demo_4s(tmp_path_factory) -> Path:
     return cwd / "prepared"
 
 
+@pytest.mark.slow
 def test_prepare_demo_writes_a_dataset_and_inspect_reads_it(demo_1s):
     from ddsp_lab.data import load_prepared
 
@@ -102,6 +103,7 @@ def nsynth_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_prepare_nsynth_with_the_documented_list_filters_and_resume(nsynth_root, tmp_path):
     """data/README.md: `ddsp-lab prepare source=nsynth source.root=... out=...` with list overrides;
     the same command again finds the dataset complete (list settings compare equal)."""
@@ -121,6 +123,7 @@ def test_prepare_nsynth_with_the_documented_list_filters_and_resume(nsynth_root,
     assert "already complete" in again.stdout
 
 
+@pytest.mark.slow
 def test_prepare_nsynth_as_a_sharded_sweep(nsynth_root, tmp_path):
     """data/README.md: `ddsp-lab prepare -m source=nsynth ... num_shards=N shard=range(0,N)`."""
     from ddsp_lab.data import load_prepared
@@ -132,6 +135,7 @@ def test_prepare_nsynth_as_a_sharded_sweep(nsynth_root, tmp_path):
     assert not (tmp_path / "multirun").exists()    # Hydra's job files stay under out/
 
 
+@pytest.mark.slow
 def test_prepare_folder_of_recordings(tmp_path):
     """data/README.md: `ddsp-lab prepare source=folder source.root=<folder> out=...`."""
     from ddsp_lab.data import load_prepared
@@ -147,6 +151,7 @@ def test_prepare_folder_of_recordings(tmp_path):
     assert set(ds["source_file"]) == {"take1.wav", "day2/take2.flac"}
 
 
+@pytest.mark.slow
 def test_a_minute_of_audio_in_three_files_gets_validation_and_test_examples(tmp_path):
     """A first try is often a minute of audio: three 20 s files used to prepare into train only (an item
     needed ten examples' length before it was cut in time). Each now gives validation and test one
@@ -177,6 +182,7 @@ def test_a_minute_of_audio_in_three_files_gets_validation_and_test_examples(tmp_
             assert all(abs(a - b) >= n for a in starts for b in others), (name, split)
 
 
+@pytest.mark.slow
 def test_a_run_that_would_evaluate_an_empty_split_is_refused_before_it_trains(tmp_path):
     """A sweep whose post-training evaluation has no data used to train every job and then fail each one.
     The check runs first and names the fixes; `ddsp-lab eval`'s evaluation keeps the same rule."""
@@ -201,6 +207,7 @@ def test_a_run_that_would_evaluate_an_empty_split_is_refused_before_it_trains(tm
         evaluate(_model(), tmp_path / "data", split="validation")
 
 
+@pytest.mark.slow
 def test_prepare_hub_from_a_local_dataset(tmp_path):
     """data/README.md: `ddsp-lab prepare source=hub source.name=<id or local path> out=...`, offline,
     on a local dataset (parquet files with an audio column, as `datasets` writes them)."""
@@ -234,6 +241,7 @@ PAPER_RUNS = {  # README's training commands (GPU trainers swapped for the CPU o
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_RUNS))
+@pytest.mark.slow
 def test_paper_experiments_train_on_prepared_data(name, demo_4s, tmp_path):
     """Each paper model trains from its experiment file with nothing but data.path (the shipped
     sizes: 4 s examples, full decoder, reverb), here for 2 steps of batch 2 on the CPU."""
@@ -250,6 +258,7 @@ def test_paper_experiments_train_on_prepared_data(name, demo_4s, tmp_path):
         assert not any("crepe" in k for k in state)  # the frozen CREPE weights are not saved
 
 
+@pytest.mark.slow
 def test_solo_48k_trains_on_data_prepared_at_48k(tmp_path):
     """The 48 kHz path end to end (1 s examples here: the rate is what is tested, not the length)."""
     ddsp_lab("prepare", "source=demo", "out=p48", "crepe_model=tiny", "sample_rate=48000", "source.n_examples=8",
@@ -263,6 +272,7 @@ def test_solo_48k_trains_on_data_prepared_at_48k(tmp_path):
 
 @pytest.mark.parametrize("logger,expect", [("tensorboard", "tensorboard/**/events.out.tfevents.*"),
                                            ("csv", "logs/**/metrics.csv"), ("none", None)])
+@pytest.mark.slow
 def test_every_logger_trains(logger, expect, demo_1s, tmp_path):
     ddsp_lab("train", "experiment=tiny", f"data.path={demo_1s}", f"logger={logger}", f"run_dir={tmp_path}",
              *QUICK_TRAIN, cwd=tmp_path)
@@ -271,10 +281,11 @@ def test_every_logger_trains(logger, expect, demo_1s, tmp_path):
         assert list(tmp_path.glob(expect)), sorted(str(p) for p in tmp_path.rglob("*"))[:30]
 
 
-NOISE = ("Tip:", "GPU available", "TPU available", "Seed set to", "LeafSpec", "anonymous setting",
+NOISE = ("Tip:", "GPU available", "TPU available", "LeafSpec", "anonymous setting",
          "Tried to log to step", "smaller than the logging interval", "wandb: ", "font cache")
 
 
+@pytest.mark.slow
 def test_a_first_training_run_prints_nothing_a_user_cannot_act_on(demo_1s, tmp_path):
     """Lightning's tips and accelerator lines, its own deprecations, W&B's offline chatter and its
     dropped-step warning (the media logged before training used to be dropped) are gone; what is
@@ -289,6 +300,7 @@ def test_a_first_training_run_prints_nothing_a_user_cannot_act_on(demo_1s, tmp_p
     assert len(runs) == 2, runs  # the media of steps 1 and 2, none dropped
 
 
+@pytest.mark.slow
 def test_sweep_on_the_local_submitit_launcher(demo_1s, tmp_path):
     """README: `ddsp-lab train -m hydra/launcher=local ...` (the runs as parallel local processes;
     hydra/launcher=slurm submits the same jobs to SLURM)."""
@@ -372,6 +384,7 @@ def test_the_readme_has_python_snippets_to_run():
 
 
 @pytest.mark.parametrize("code", _python_blocks(REPO / "README.md"), ids=lambda c: c.splitlines()[0][:40])
+@pytest.mark.slow
 def test_readme_python_snippets_run(code, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, f"{code}\n{out.stderr[-3000:]}"
@@ -384,6 +397,7 @@ def test_prepare_hub_on_a_folder_of_audio_points_to_the_folder_source(tmp_path):
 
 
 # ------------------------------------------------------- README commands exactly as they are typed
+@pytest.mark.slow
 def test_readme_demo_commands_as_typed(tmp_path):
     """`ddsp-lab demo` and `ddsp-lab demo out=my_dir sample_rate=48000 duration_s=5 synth=harmonic_noise`."""
     ddsp_lab("demo", cwd=tmp_path)
@@ -393,6 +407,7 @@ def test_readme_demo_commands_as_typed(tmp_path):
     assert sr == 48000 and len(audio) == 5 * 48000 and np.isfinite(audio).all()
 
 
+@pytest.mark.slow
 def test_readme_prepare_train_resume_as_typed(tmp_path):
     """`ddsp-lab prepare source=demo out=data/prepared/demo crepe_model=tiny example_seconds=1.0`, `ddsp-lab inspect
     data/prepared/demo`, `ddsp-lab train experiment=tiny data.path=data/prepared/demo` (its 200
@@ -436,6 +451,7 @@ def test_cpu_allocator_tuning_applies_on_glibc_and_is_switched_off_by_its_variab
     assert on.stdout.strip() == str(glibc) and off.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_quickstart_takes_the_logger_as_train_does(tmp_path):
     """`ddsp-lab quickstart logger=csv` (it used to fail: "Could not override 'logger'"), on a
     small corpus and a few steps: the run logs CSV, and no W&B run is made."""

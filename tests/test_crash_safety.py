@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 CLI = str(Path(sys.executable).parent / "ddsp-lab")
@@ -55,6 +56,7 @@ def test_a_process_killed_while_it_writes_leaves_the_previous_file_whole(tmp_pat
     assert plain.stat().st_size == 0
 
 
+@pytest.mark.slow
 def test_a_training_run_killed_while_saving_its_checkpoint_resumes_from_the_previous_one(demo_data, tmp_path):
     """sitecustomize kills the process (os._exit) halfway through writing the second last.ckpt of a
     run: the first one (step 2) is intact, run_info.json parses, and resume=true continues from step 2."""

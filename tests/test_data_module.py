@@ -23,6 +23,7 @@ def prepared(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_batches_have_the_documented_layout(prepared):
     dm = DDSPDataModule(str(prepared), batch_size=3, crop_seconds=0.5, sample_rate=16000, frame_rate=250)
     dm.setup()
@@ -140,6 +141,7 @@ DDP_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_ddp_two_ranks_see_each_training_example_once(prepared, tmp_path):
     script = tmp_path / "ddp_check.py"
     script.write_text(DDP_SCRIPT)

@@ -183,6 +183,7 @@ def folder_prepared(tmp_path_factory):
     return SimpleNamespace(root=root, out=out, summary=summary, good=good)
 
 
+@pytest.mark.slow
 def test_folder_prepare_skips_bad_files_with_reasons(folder_prepared):
     fp = folder_prepared
     summary = fp.summary
@@ -414,6 +415,7 @@ def test_settings_compare_in_one_form_and_a_real_difference_names_its_key(tmp_pa
 
 
 # -------------------------------------------------------------------------------------------- shards
+@pytest.mark.slow
 def test_two_shards_hold_every_example_exactly_once(folder_prepared, tmp_path):
     fp = folder_prepared
     out = tmp_path / "sharded"
@@ -448,6 +450,7 @@ def _prepare_shard_after_barrier(barrier, out: str, shard: int) -> None:
     prepare(source, out, config, shard=shard, progress=False)
 
 
+@pytest.mark.slow
 def test_shards_started_at_the_same_moment_both_finish_as_one_dataset(tmp_path):
     import multiprocessing
 
@@ -518,6 +521,7 @@ print(json.dumps({"before_mb": before, "peak_mb": peak_mb(), "examples": summary
 """
 
 
+@pytest.mark.slow
 def test_preparing_a_20_minute_file_keeps_memory_flat(tmp_path):
     """One 20-minute file, 4 s examples at a 1 s hop (1191 examples, 300 MB of audio rows): features
     once per file in blocks, rows written in bounded groups. The peak resident memory of prepare
@@ -573,6 +577,7 @@ def _kill_after_first_part(cmd: list[str], shard_dir: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_killed_prepare_resumes_to_the_same_dataset(tmp_path):
     root = tmp_path / "recordings"
     for i, f0 in enumerate((150.0, 190.0, 240.0, 300.0, 380.0, 480.0)):

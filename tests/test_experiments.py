@@ -35,6 +35,7 @@ def toy_sweep(tmp_path_factory) -> Path:
     return cwd
 
 
+@pytest.mark.slow
 def test_a_toy_sweep_runs_every_job_and_evaluates_it(toy_sweep):
     runs = sorted(p.name for p in (toy_sweep / "sweep").iterdir() if p.is_dir() and not p.name.startswith("."))
     # named by what they vary; the shared settings (data.path, trainer..., logger) left out
@@ -53,6 +54,7 @@ def test_a_toy_sweep_runs_every_job_and_evaluates_it(toy_sweep):
         assert "eval/loudness_l1_db" in logged and "eval/spectral_distance_ci_high" in logged
 
 
+@pytest.mark.slow
 def test_table_gives_one_row_per_setting_with_seed_spread_and_lists_an_unfinished_run(toy_sweep, tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(toy_sweep / "sweep", sweep)
@@ -89,6 +91,7 @@ def test_table_gives_one_row_per_setting_with_seed_spread_and_lists_an_unfinishe
     assert out.returncode != 0 and "sweep directory does not exist" in out.stderr
 
 
+@pytest.mark.slow
 def test_eval_scores_a_checkpoint_and_refuses_what_does_not_fit(toy_sweep, tmp_path):
     ckpt = toy_sweep / "sweep" / "0_decoder=rnn_fc_tiny,experiment=tiny,seed=0" / "checkpoints" / "best.ckpt"
     out = ddsp_lab("eval", f"checkpoint={ckpt}", "crepe_model=tiny", "limit=3", f"out={tmp_path / 'ev'}",
@@ -152,6 +155,7 @@ def test_every_shipped_sweep_composes_and_builds_every_job(sweep, tmp_path):
             assert sum(p.numel() for p in build_model(cfg).parameters()) > 0
 
 
+@pytest.mark.slow
 def test_the_interpolation_experiment_takes_a_feature_from_another_example(toy_sweep, tmp_path):
     """`ddsp-lab eval ... swap=loudness`: each example rendered with the next one's loudness, scored
     against that loudness; a feature the model does not take is refused."""

@@ -114,6 +114,7 @@ def test_torchscript_equals_the_eager_stream_and_the_offline_render(model, block
     assert float(tail.abs().max()) > 1e-3
 
 
+@pytest.mark.slow
 def test_torchscript_runs_in_a_fresh_interpreter_without_ddsp_lab(model, tmp_path):
     info = export(model, tmp_path / "m.ts", "torchscript", 512)
     controls = _controls(2.048, 8)
@@ -151,6 +152,7 @@ print('modules:', sorted(m for m in sys.modules if m.startswith('ddsp')))
     assert info["latency_samples"] == 64 and info["inputs"][0]["unit"] == "Hz"
 
 
+@pytest.mark.slow
 def test_onnx_runs_in_onnxruntime_with_its_state_as_inputs_and_outputs(model, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     info = export(model, tmp_path / "m.onnx", "onnx", 256)
@@ -215,6 +217,7 @@ def test_what_cannot_be_exported_is_refused_by_name(model, tmp_path):
         scripted(torch.zeros(1, 3, 256))
 
 
+@pytest.mark.slow
 def test_export_cli_as_typed_writes_both_formats_and_checks_them(demo_data, tmp_path):
     run = subprocess.run([str(CLI), "train", "experiment=tiny", "synth=harmonic_noise_reverb", f"data.path={demo_data}",
                           f"run_dir={tmp_path / 'run'}", "trainer.max_steps=3", "trainer.val_check_interval=3",

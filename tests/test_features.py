@@ -47,9 +47,10 @@ def prepared(tmp_path_factory):
     for (name, rate), base_hz in zip(FILES.items(), (196.0, 330.0)):
         sf.write(tmp / "audio" / name, melody(rate, base_hz=base_hz), rate, subtype="PCM_16")
     config = PrepareConfig("folder", example_seconds=1.0, crepe_model="tiny", viterbi=True)
-    with warnings.catch_warnings():  # two short files: every example in train, the other splits empty
-        warnings.simplefilter("ignore", UserWarning)
-        prepare(FolderSource(str(tmp / "audio"), hop_seconds=1.0), tmp / "out", config, progress=False)
+    with warnings.catch_warnings():  # every example in train (split_fractions (1, 0)): each file is one
+        warnings.simplefilter("ignore", UserWarning)  # segment, analysed whole as compute() analyses it
+        prepare(FolderSource(str(tmp / "audio"), hop_seconds=1.0, split_fractions=(1.0, 0.0)), tmp / "out", config,
+                progress=False)
     crepe = CrepeF0("tiny", viterbi=True, device="cpu")
     computed = {}
     for name in FILES:
@@ -59,6 +60,7 @@ def prepared(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", FILES)
+@pytest.mark.slow
 def test_compute_on_a_file_equals_the_prepared_columns(prepared, name):
     _, ds, computed, _ = prepared
     rows = [row for row in ds if row["source_file"] == name]

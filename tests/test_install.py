@@ -20,3 +20,18 @@ def test_cli_lists_commands():
 def test_no_torchaudio_installed():
     spec = importlib.util.find_spec("torchaudio")
     assert spec is None, "torchaudio must not be installed (its wheels break imports on this torch)"
+
+
+def test_the_gpu_check_says_there_is_no_cuda_and_exits_0_here():
+    """scripts/gpu-check.sh is the one command for a CUDA machine; on one without CUDA it says so."""
+    import torch
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu-check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # it parses
+    if torch.cuda.is_available():
+        import pytest
+        pytest.skip("a CUDA machine: run bash scripts/gpu-check.sh itself")
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "DDSP_LAB_PYTHON": sys.executable})
+    assert out.returncode == 0 and "no CUDA device here" in out.stdout, out.stdout + out.stderr

@@ -44,6 +44,7 @@ def _batch(run: Path, sample_rate: int) -> dict:
     (16000, ["experiment=nsynth_z", "example_seconds=1.0", "decoder=rnn_fc_tiny", "decoder.input_keys=[ld_scaled,f0_scaled,z]",
              "decoder.input_sizes=[1,1,16]", "encoder.rnn_channels=32", "n_harmonics=20", "n_noise_bands=16"]),
 ], ids=["48k", "z"])
+@pytest.mark.slow
 def test_load_round_trip_keeps_rate_encoder_weights_and_output(sample_rate, overrides, tmp_path):
     run = _train(tmp_path, sample_rate, *overrides)
     loaded = ddsp_lab.load(run / "checkpoints" / "last.ckpt")
@@ -84,6 +85,7 @@ def tiny_run(tmp_path_factory) -> Path:
     return _train(tmp_path_factory.mktemp("tiny"), 16000, "experiment=tiny")
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_1s_examples_renders_any_length(tiny_run):
     model = ddsp_lab.load(tiny_run / "checkpoints" / "last.ckpt")
     for seconds in (0.5, 4.0, 60.0):

@@ -36,6 +36,7 @@ def test_logger_none_composes_to_no_logger(tmp_path):
     assert _compose(["logger=none", f"run_dir={tmp_path}", f"data.path={tmp_path}"]).logger is None
 
 
+@pytest.mark.slow
 def test_short_fit_on_one_demo_example_drives_the_spectral_loss_down(demo_data, tmp_path):
     torch.manual_seed(0)
     cfg = _compose(["experiment=tiny", f"data.path={demo_data}", f"run_dir={tmp_path}"])
@@ -70,6 +71,7 @@ def _train_losses(run) -> dict[int, float]:
     return losses
 
 
+@pytest.mark.slow
 def test_cli_resume_continues_step_count_optimizer_and_data_with_the_same_losses(demo_data, tmp_path):
     """A run stopped mid-epoch after 3 steps and resumed to 6 logs the same losses for steps 4-6 as an
     uninterrupted 6-step run: step count, optimiser and scheduler state, the data stream and the
@@ -118,6 +120,7 @@ def test_bad_configs_fail_at_start(demo_data, tmp_path):
             _compose([*base, f"run_dir={tmp_path / group}", f"{group}=no_such_{group}"])
 
 
+@pytest.mark.slow
 def test_offline_wandb_run_holds_the_logged_audio_and_images(demo_data, tmp_path):
     import os
 
@@ -143,6 +146,7 @@ UNSUPERVISED_SMALL = ["experiment=nsynth_unsupervised", "data=demo", "example_se
 
 
 @pytest.mark.parametrize("overrides", [["experiment=tiny"], UNSUPERVISED_SMALL], ids=["supervised", "unsupervised"])
+@pytest.mark.slow
 def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tmp_path, overrides):
     import pytorch_lightning as pl
 
@@ -180,6 +184,7 @@ def test_nan_batch_is_skipped_and_counted_and_persistent_nan_stops(demo_data, tm
         run([True] * 6, 6)
 
 
+@pytest.mark.slow
 def test_load_synthesize_and_export_match_the_eager_model(demo_data, tmp_path):
     import ddsp_lab
     from ddsp_lab.models import DDSP, export
@@ -224,6 +229,7 @@ def test_validation_metrics_and_mixed_precision_keep_the_synth_in_float32(demo_d
         assert out[model.synth.output].dtype == torch.float32 and torch.isfinite(losses["total"])
 
 
+@pytest.mark.slow
 def test_fp16_mixed_precision_trains_with_the_grad_scaler(demo_data, tmp_path):
     """trainer.precision=16-mixed: Lightning's GradScaler; steps it finds overflowing are skipped by
     the scaler and counted by the model's guard, and training still lowers the loss."""
@@ -236,6 +242,7 @@ def test_fp16_mixed_precision_trains_with_the_grad_scaler(demo_data, tmp_path):
     assert min(losses[k] for k in range(8, 12)) < losses[0]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu_completes_its_checkpoint_loads_and_resumes_exactly(demo_data, tmp_path):
     """2 ranks (gloo): the run completes, the checkpoint loads, and a run stopped after 2 steps and
     resumed logs the same losses for steps 3-4 as the uninterrupted one (each rank's data share
@@ -269,6 +276,7 @@ def test_two_process_ddp_on_cpu_completes_its_checkpoint_loads_and_resumes_exact
     assert ddsp_lab.load(ckpt).synthesize(torch.full((1, 250, 1), 440.0), torch.zeros(1, 250, 1)).shape == (1, 16000)
 
 
+@pytest.mark.slow
 def test_the_readme_main_job_drives_the_validation_loss_down_by_60_percent(tmp_path):
     import re
 
@@ -341,6 +349,7 @@ def test_the_48k_model_trains_its_harmonic_part():
     assert ratio_flat < 1e-2 and h_rms_flat < 0.01 * target_rms, (ratio_flat, h_rms_flat)
 
 
+@pytest.mark.slow
 def test_validation_f0_error_is_the_mean_over_confident_frames_and_nan_without_any(demo_data, tmp_path):
     """A validation batch with no confident frame (silence) adds nothing to val/f0_l1_cents (it used to
     add a 0 weighted like any batch); a validation with none at all reports NaN, not 0."""
@@ -366,6 +375,7 @@ def test_validation_f0_error_is_the_mean_over_confident_frames_and_nan_without_a
     assert math.isnan(none["val/f0_l1_cents"])
 
 
+@pytest.mark.slow
 def test_a_ddp_sweep_runs_each_job_with_its_own_ranks_in_its_own_directory(demo_data, tmp_path):
     """`ddsp-lab train -m ... trainer=ddp seed=0,1` on Hydra's basic launcher: the jobs run one after
     the other in one process; each starts its own ranks, which write into that job's directory

@@ -177,6 +177,7 @@ def _ddp_train(data, tmp_path, *overrides, timeout=300):
     return out, records
 
 
+@pytest.mark.slow
 def test_ddp_a_step_bad_on_one_rank_is_skipped_on_both_and_replicas_stay_identical(demo_data, tmp_path):
     """Step 1: rank 1's batch holds a NaN sample: its loss is NaN, yet the gradients stay finite
     (torch's |x|' is sign(x), 0 at NaN), so only rank 1's loss check sees it. Step 4: rank 0's loss
@@ -196,6 +197,7 @@ def test_ddp_a_step_bad_on_one_rank_is_skipped_on_both_and_replicas_stay_identic
     assert len({params[0], params[2], params[3], params[5]}) == 4  # the others did
 
 
+@pytest.mark.slow
 def test_ddp_persistent_nan_on_one_rank_stops_every_rank_at_the_same_step_without_hanging(demo_data, tmp_path):
     """Rank 1's loss is NaN at every step, rank 0's never: the guard stops both ranks together with
     its message (neither is left waiting in a collective)."""
@@ -238,6 +240,7 @@ def test_media_rendering_does_not_change_the_training_run(demo_data, tmp_path):
     assert often == rarely
 
 
+@pytest.mark.slow
 def test_train_to_a_pipe_prints_plain_progress_lines_not_a_redrawn_bar(demo_data, tmp_path):
     """stdout is a pipe (CI, SLURM, `| tee`): one line per log interval, no carriage-return redraws."""
     script = Path(sys.executable).parent / "ddsp-lab"
