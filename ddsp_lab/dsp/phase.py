@@ -21,18 +21,22 @@ import torch
 from torch import Tensor
 
 from . import fixed_phase
+from .precision import tracing
 
 TWO_PI = 2.0 * math.pi
 _CHUNK = 64
 
 
-def _constant(value: float, like: Tensor) -> Tensor:
-    """A scalar in like's dtype as a tensor, exact in float64 however the code runs (ddsp_lab.realtime):
-    an ONNX graph stores Python floats, and torch.full's value, as float32 constants; TorchScript's
-    torch.tensor(float) rounds through float32."""
+def _constant(value: float, like: Tensor):
+    """A scalar exact in like's dtype however the code runs: in a recorded graph (ddsp_lab.realtime)
+    a tensor, since an ONNX graph stores Python floats, and torch.full's value, as float32 constants
+    and TorchScript's torch.tensor(float) rounds through float32; in eager the Python float itself
+    (exact in float64 arithmetic, and no host-to-device copy on a GPU's hot path)."""
     if torch.jit.is_scripting():
         return torch.full((), value, dtype=like.dtype, device=like.device)
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
+    if tracing():
+        return torch.tensor(value, dtype=like.dtype, device=like.device)
+    return value
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
