@@ -154,10 +154,12 @@ class Processor(nn.Module):
         if "block" not in state:
             state["constants"], state["block"] = self.block_init(inputs, hop, self.stream_lookahead(hop))
             state["first"] = state["seen"] = 0
+            state["first_index"] = torch.zeros((), dtype=torch.int64, device=inputs[0].device)  # kept on the device
         first, end = state["first"], state["first"] + window
-        plan = BlockPlan(torch.tensor(first, device=inputs[0].device), n, max(0, end - state["seen"]), hop)
+        plan = BlockPlan(state["first_index"], n, max(0, end - state["seen"]), hop)
         audio, state["block"] = self.block(inputs, plan, state["constants"], state["block"])
         state["first"], state["seen"] = first + n, max(state["seen"], end)
+        state["first_index"] = state["first_index"] + n  # advanced on the device: no copy from the host per chunk
         return audio
 
     @property

@@ -154,13 +154,12 @@ class BlockEngine(nn.Module):
         index = plan.first * self.hop + torch.arange(self.block_size, dtype=torch.int64, device=controls.device)
         started = index[None] >= 0  # samples of the signal (the first block's virtual frames are not)
         synth, at, next_state = self.model.synth, 3, []
-        buffers = dict(self.named_buffers())
         with synth.noise_from(self.noise):
             for i, (proc, inputs, name) in enumerate(zip(synth.processors, synth.inputs, synth.names)):
                 args = [signals[k] for k in inputs]
                 keys = self.node_state[i]
                 node_state = dict(zip(keys, state[at:at + len(keys)]))
-                constants = {k: buffers[f"_node{i}_{k}"] for k in self.constant_names[i]}
+                constants = {k: getattr(self, f"_node{i}_{k}") for k in self.constant_names[i]}
                 audio, node_state = proc.block(args, plan, constants, node_state)
                 # masked: before the signal, and after a convolution (its rounding spreads over the block)
                 signals[name] = torch.where(started, audio, torch.zeros_like(audio))
