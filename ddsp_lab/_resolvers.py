@@ -7,6 +7,8 @@ import operator
 
 from omegaconf import OmegaConf
 
+from hydra_plugins.ddsp_lab_launcher.resources import slurm_gpus, slurm_tasks
+
 
 def _eval(expr: str):
     """${eval:'int(4.0 * 16000)'}: arithmetic on config values: numbers, + - * / // % **, and
@@ -65,6 +67,10 @@ def register() -> None:
         OmegaConf.register_new_resolver("tags", _tags)
     if not OmegaConf.has_resolver("parent"):
         OmegaConf.register_new_resolver("parent", _parent)
+    if not OmegaConf.has_resolver("slurm_tasks"):
+        OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks)
+    if not OmegaConf.has_resolver("slurm_gpus"):
+        OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus)
 
 
 register()

@@ -37,5 +37,7 @@ PY
 # torchcrepe's own needs (its declared torchaudio excepted)
 pip install -c "$constraints" "${deps[@]}" resampy
 pip install -c "$constraints" --no-deps "torchcrepe>=0.0.22"
-pip install -c "$constraints" --no-deps -e .
+# compat: the checkout itself on sys.path, so that Hydra's plugin scan (pkgutil over the hydra_plugins
+# namespace) finds hydra_plugins/ddsp_lab_launcher; setuptools' default editable finder hides it
+pip install -c "$constraints" --no-deps -e . --config-settings editable_mode=compat
 "$py" -c "import ddsp_lab, torch; print(f'ddsp_lab installed in $venv (torch {torch.__version__})')"

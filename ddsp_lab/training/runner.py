@@ -12,10 +12,12 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from .. import atomic
 from .._resolvers import plain
 from .callbacks import PlainProgress
+from .preemption import STOPPED, CheckpointOnStop, requeue_on_usr1
 
 
 def model_config(cfg) -> dict:
@@ -93,8 +95,22 @@ def _train(cfg, validate_first: bool):
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     monitor = (cfg.get("checkpoint") or {}).get("monitor")
     checkpoint = checkpoints(run_dir, monitor, (cfg.get("checkpoint") or {}).get("mode", "min"))
-    metrics, initial = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, callbacks, validate_first,
-                           checkpoint)
+    stop = CheckpointOnStop(run_dir / "checkpoints", requeue=bool(cfg.get("requeue", True)))
+    try:
+        metrics, initial = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, [*callbacks, stop],
+                               validate_first, checkpoint, requeue=bool(cfg.get("requeue", True)))
+    except SIGTERMException as e:  # stopped by a signal at a step boundary, with a checkpoint
+        if stop.saved_step is None:
+            raise
+        info.update(status="preempted", steps=stop.saved_step, checkpoint=str(run_dir / "checkpoints" / "last.ckpt"))
+        if _is_global_zero():
+            print(f"ddsp-lab train: stopped by SIGTERM at step {stop.saved_step}; checkpoint "
+                  f"{run_dir / 'checkpoints' / 'last.ckpt'} (resume=auto continues from it)", flush=True)
+        raise SystemExit(STOPPED) from e
+    world = int(getattr(model.trainer, "world_size", 1) or 1)
+    if world > 1:  # each rank says what it ends with: DDP keeps them identical
+        print(f"ddsp-lab train: rank {model.global_rank} of {world}: weights sha256 {weights_digest(model.model)}",
+              flush=True)
     best = checkpoint.best_model_score
     info.update(status="finished", steps=int(model.global_step), monitor=monitor,
                 best_score=float(best) if best is not None else None,
@@ -108,6 +124,19 @@ def _train(cfg, validate_first: bool):
     if best is not None:
         metrics["best_score"] = float(best)
     return metrics, initial
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (names, dtypes, shapes, bytes, in name order):
+    equal on two processes exactly where their weights are bit for bit the same."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def evaluate_run(run_dir: Path, checkpoint: str, evaluation, logger=None, step: int | None = None) -> dict:
@@ -204,10 +233,11 @@ def checkpoints(run_dir: Path, monitor: str | None = None, mode: str = "min") ->
 
 def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg, logger, run_dir: Path,
         resume=False, callbacks: list | None = None, validate_first: bool = False,
-        checkpoint: ModelCheckpoint | None = None):
+        checkpoint: ModelCheckpoint | None = None, requeue: bool = True):
     """Fits; returns (final logged metrics, validation metrics before training or None). The
     progress bar shows when stdout is a terminal; otherwise PlainProgress prints plain lines.
-    checkpoint: the ModelCheckpoint (default `checkpoints(run_dir)`: last.ckpt only)."""
+    checkpoint: the ModelCheckpoint (default `checkpoints(run_dir)`: last.ckpt only). requeue:
+    inside a SLURM job, SIGUSR1 requeues it (training.preemption)."""
     checkpoint = checkpoint or checkpoints(run_dir)
     trainer_cfg = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(trainer_cfg) else dict(trainer_cfg)
     # The bar reads its metrics from the device (a host sync) at each refresh: on GPUs, refresh
@@ -228,10 +258,11 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
     if validate_first:
         initial = {k: float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
     # a resumed checkpoint is data too (tensors and plain values): a tampered file is refused, unrun
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir), weights_only=True)
+    with requeue_on_usr1(requeue):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir), weights_only=True)
     # last.ckpt is the end of the run even where the last step came after the last validation (with a
     # monitor, Lightning's own end-of-training save is skipped once last.ckpt was written); every rank
     # takes part (the checkpoint gathers each rank's random states)
     if trainer.global_step and getattr(checkpoint, "_last_global_step_saved", None) != trainer.global_step:
-        trainer.save_checkpoint(str(Path(checkpoint.dirpath) / "last.ckpt"))
+        trainer.save_checkpoint(str(Path(checkpoint.dirpath) / "last.ckpt"), weights_only=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}, initial
