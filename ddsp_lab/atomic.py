@@ -85,3 +85,28 @@ def create_once(path: str | Path, text: str) -> None:
                 f.write(text)
     finally:
         tmp.unlink()
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Deletes the temporary files (unique_tmp's names, in folder and below) that a writer killed
+    mid-write left behind (a node lost, SIGKILL), where no process of that pid runs here now.
+    The files they were writing are whole (the old version) and stay. Returns what it deleted."""
+    import re
+
+    pattern = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}(\.tmp|\.[^.]+)$")
+    removed = []
+    for path in Path(folder).rglob(".*"):
+        found = pattern.match(path.name)
+        if not found or not path.is_file():
+            continue
+        pid = int(found.group(1))
+        try:
+            os.kill(pid, 0)
+            continue  # that process still runs: perhaps writing it now
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's live process
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

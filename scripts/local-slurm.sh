@@ -43,7 +43,7 @@ running() {  # running <name>: the pid file's process is alive
 write_config() {
   local host cpus mem_mb user
   host="$(hostname -s)"
-  cpus="$(nproc)"
+  cpus="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"  # nproc alone honours OMP_NUM_THREADS
   # what slurmd may hand out: 90 % of the memory, in MB
   mem_mb="$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)"
   user="$(id -un)"
@@ -123,7 +123,7 @@ up() {
   done
   [[ "$state" == idle* || "$state" == mix* || "$state" == alloc* ]] \
     || die "the node did not come up (state '$state'; logs in $dir/log)"
-  say "up: node $(hostname -s), $(nproc) CPUs, partition debug; configuration $conf"
+  say "up: node $(hostname -s), $(awk "/^NodeName/ {print \$3}" "$conf" | cut -d= -f2) CPUs, partition debug; configuration $conf"
   say "run this in your shell:  export SLURM_CONF=$conf"
 }
 

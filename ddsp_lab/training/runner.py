@@ -61,7 +61,7 @@ def train(cfg, validate_first: bool = False):
     paper's metrics on the test split with the best checkpoint. <run_dir>/run_info.json says
     how far the run got (running / finished / evaluated), its size and its best validation.
     Returns (final logged metrics, validation metrics before training or None)."""
-    with one_job():
+    with one_job(), requeue_on_usr1(bool(cfg.get("requeue", True))):  # from the start: a warning during set-up too
         return _train(cfg, validate_first)
 
 
@@ -82,6 +82,8 @@ def _train(cfg, validate_first: bool):
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if _is_global_zero():  # rank 0 alone writes the run's files
+        for leftover in atomic.remove_leftovers(run_dir):  # of a job killed mid-write (its files are whole)
+            print(f"ddsp-lab train: removed {leftover}, a partial write of a killed job", flush=True)
         atomic.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = hydra.utils.instantiate(cfg.data.datamodule)
     model = build_model(cfg)
@@ -98,7 +100,7 @@ def _train(cfg, validate_first: bool):
     stop = CheckpointOnStop(run_dir / "checkpoints", requeue=bool(cfg.get("requeue", True)))
     try:
         metrics, initial = fit(model, datamodule, cfg.trainer, logger, run_dir, cfg.resume, [*callbacks, stop],
-                               validate_first, checkpoint, requeue=bool(cfg.get("requeue", True)))
+                               validate_first, checkpoint)
     except SIGTERMException as e:  # stopped by a signal at a step boundary, with a checkpoint
         if stop.saved_step is None:
             raise
@@ -233,11 +235,10 @@ def checkpoints(run_dir: Path, monitor: str | None = None, mode: str = "min") ->
 
 def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg, logger, run_dir: Path,
         resume=False, callbacks: list | None = None, validate_first: bool = False,
-        checkpoint: ModelCheckpoint | None = None, requeue: bool = True):
+        checkpoint: ModelCheckpoint | None = None):
     """Fits; returns (final logged metrics, validation metrics before training or None). The
     progress bar shows when stdout is a terminal; otherwise PlainProgress prints plain lines.
-    checkpoint: the ModelCheckpoint (default `checkpoints(run_dir)`: last.ckpt only). requeue:
-    inside a SLURM job, SIGUSR1 requeues it (training.preemption)."""
+    checkpoint: the ModelCheckpoint (default `checkpoints(run_dir)`: last.ckpt only)."""
     checkpoint = checkpoint or checkpoints(run_dir)
     trainer_cfg = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(trainer_cfg) else dict(trainer_cfg)
     # The bar reads its metrics from the device (a host sync) at each refresh: on GPUs, refresh
@@ -258,8 +259,7 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_c
     if validate_first:
         initial = {k: float(v) for k, v in trainer.validate(model, datamodule=datamodule, verbose=False)[0].items()}
     # a resumed checkpoint is data too (tensors and plain values): a tampered file is refused, unrun
-    with requeue_on_usr1(requeue):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir), weights_only=True)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, run_dir), weights_only=True)
     # last.ckpt is the end of the run even where the last step came after the last validation (with a
     # monitor, Lightning's own end-of-training save is skipped once last.ckpt was written); every rank
     # takes part (the checkpoint gathers each rank's random states)
