@@ -3,6 +3,7 @@ configs compose through the CLI, Hydra's compose API (a notebook, a script) and 
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 import operator
 
 from omegaconf import OmegaConf
@@ -52,6 +53,57 @@ def _suffix(prefix: str, value) -> str:
     return "" if value is None or str(value) in ("", "None", "null") else f"{prefix}{value}"
 
 
+def _hydra_job():
+    """The running Hydra job's config (HydraConfig), or None outside one (compose API, tests)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+
+
+def _in_sweep(hydra) -> bool:
+    return hydra is not None and str(hydra.mode) in ("RunMode.MULTIRUN", "MULTIRUN")
+
+
+def _sweep_group(sweep_name):
+    """${sweep_group:${sweep_name}}: a sweep's W&B group: its name (+sweep=<name>), else, in any
+    -m sweep, its folder's name (multirun/sweep-<date>); None for a single run."""
+    if sweep_name not in (None, "", "None", "null"):
+        return str(sweep_name)
+    hydra = _hydra_job()
+    return Path(str(hydra.sweep.dir)).name if _in_sweep(hydra) else None
+
+
+def _sweep_run_name(_=None):
+    """${sweep_run_name:}: a sweep run's name, its overrides (hydra.job.override_dirname, less the
+    keys every run shares: train.yaml's exclude_keys); None for a single run."""
+    hydra = _hydra_job()
+    return str(hydra.job.override_dirname) or None if _in_sweep(hydra) else None
+
+
+def _sweep_axes(_=None):
+    """${sweep_axes:}: a sweep run's W&B job type: the axes the sweep varies, '+'-joined (e.g.
+    'decoder', or 'model.optimizer.lr+seed'): the sweeper's multi-valued params and the command
+    line's (from the sweep's multirun.yaml, which Hydra writes before launching); None for a
+    single run."""
+    hydra = _hydra_job()
+    if not _in_sweep(hydra):
+        return None
+    sweeps = ("range(", "choice(", "interval(", "glob(")
+
+    def varied(value) -> bool:
+        return "," in str(value) or str(value).strip().startswith(sweeps)
+
+    axes = {k for k, v in dict(hydra.sweeper.get("params") or {}).items() if varied(v)}
+    recorded = Path(str(hydra.sweep.dir)) / "multirun.yaml"
+    if recorded.exists():
+        typed = OmegaConf.load(recorded).hydra.overrides.task
+        axes |= {o.split("=", 1)[0].lstrip("+~") for o in typed if "=" in o and varied(o.split("=", 1)[1])}
+    return "+".join(sorted(axes)) or None
+
+
 def plain(cfg):
     """A config node as plain Python (dicts, lists, scalars), resolved: what leaves Hydra for the
     library (JSON files, constructors, loggers, checkpoints), never an OmegaConf container."""
@@ -67,6 +119,12 @@ def register() -> None:
         OmegaConf.register_new_resolver("tags", _tags)
     if not OmegaConf.has_resolver("parent"):
         OmegaConf.register_new_resolver("parent", _parent)
+    if not OmegaConf.has_resolver("sweep_group"):
+        OmegaConf.register_new_resolver("sweep_group", _sweep_group)
+    if not OmegaConf.has_resolver("sweep_run_name"):
+        OmegaConf.register_new_resolver("sweep_run_name", _sweep_run_name)
+    if not OmegaConf.has_resolver("sweep_axes"):
+        OmegaConf.register_new_resolver("sweep_axes", _sweep_axes)
     if not OmegaConf.has_resolver("slurm_tasks"):
         OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks)
     if not OmegaConf.has_resolver("slurm_gpus"):

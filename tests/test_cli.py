@@ -312,12 +312,15 @@ def test_sweep_on_the_local_submitit_launcher(demo_1s, tmp_path):
             str(p) for p in (tmp_path / "sweep").rglob("*"))[:40]
 
 
-@pytest.mark.parametrize("launcher,target", [("slurm", "SlurmLauncher"), ("submitit_slurm", "SlurmLauncher"),
-                                             ("local", "LocalLauncher"), ("submitit_local", "LocalLauncher")])
+@pytest.mark.parametrize("launcher,target", [
+    ("slurm", "ddsp_lab_launcher.slurm_launcher.SlurmLauncher"),
+    ("submitit_slurm", "hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ("local", "hydra_submitit_launcher.submitit_launcher.LocalLauncher"),
+    ("submitit_local", "hydra_submitit_launcher.submitit_launcher.LocalLauncher")])
 def test_launchers_compose(launcher, target, tmp_path):
     out = ddsp_lab("train", f"hydra/launcher={launcher}", "experiment=solo_violin", "data.path=x", "--cfg", "hydra",
                    cwd=tmp_path)
-    assert f"hydra_submitit_launcher.submitit_launcher.{target}" in out.stdout
+    assert f"hydra_plugins.{target}" in out.stdout
 
 
 GPU_COMMANDS = [  # README commands for machines we do not have here: they must compose and resolve

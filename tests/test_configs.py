@@ -38,7 +38,8 @@ def test_every_group_option_composes_and_resolves_with_every_experiment(experime
             plain = OmegaConf.to_container(OmegaConf.create(job), resolve=True)
             assert "???" not in str(plain), (group, option)
             if group == "hydra/launcher" and option != "basic":
-                assert "submitit_launcher" in cfg.hydra.launcher._target_
+                assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
+                assert "launcher" in cfg.hydra.launcher._target_
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -66,4 +67,5 @@ def test_prepare_composes_every_source_without_training_keys(source, tmp_path):
 def test_prepare_shards_compose_on_the_cluster_launchers(launcher, tmp_path):
     cfg = _compose([f"hydra/launcher={launcher}", "source=nsynth", f"source.root={tmp_path}", f"out={tmp_path}",
                     "num_shards=16", "shard=3"], "prepare")
-    assert "submitit_launcher" in cfg.hydra.launcher._target_ and cfg.shard == 3
+    assert "launcher" in cfg.hydra.launcher._target_ and cfg.shard == 3
+    assert OmegaConf.to_container(cfg.hydra.launcher, resolve=True)["tasks_per_node"] == 1  # no trainer: one task

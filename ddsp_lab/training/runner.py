@@ -39,13 +39,17 @@ def one_job():
     """One training job, leaving the process as it found it: its process group (DDP) destroyed and
     the DDP environment variables put back. Hydra's basic launcher runs the jobs of a `-m` sweep
     one after another in one process; without this the second job with trainer=ddp reused the
-    first one's process group, whose ranks had exited ("Connection closed by peer")."""
+    first one's process group, whose ranks had exited ("Connection closed by peer"), and every job
+    logged into the first job's W&B run."""
     import os
 
     saved = {k: os.environ.get(k) for k in DDP_ENVIRONMENT}
     try:
         yield
     finally:
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()  # Lightning leaves the run open: the next job of a sweep would log into it
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in saved.items():

@@ -72,6 +72,8 @@ class SlurmLauncher(BaseSubmititLauncher):
         problems: dict[str, list[str]] = {}
         for overrides in job_overrides:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            if "trainer" not in cfg:  # not a training job (ddsp-lab prepare's shards)
+                continue
             try:
                 found = resource_problems(cfg.trainer, self.params)
             except ValueError as e:
