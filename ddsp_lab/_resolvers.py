@@ -110,25 +110,15 @@ def plain(cfg):
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
+RESOLVERS = {"eval": _eval, "suffix": _suffix, "tags": _tags, "parent": _parent, "sweep_group": _sweep_group,
+             "sweep_run_name": _sweep_run_name, "sweep_axes": _sweep_axes, "slurm_tasks": slurm_tasks,
+             "slurm_gpus": slurm_gpus}
+
+
 def register() -> None:
-    if not OmegaConf.has_resolver("eval"):
-        OmegaConf.register_new_resolver("eval", _eval)
-    if not OmegaConf.has_resolver("suffix"):
-        OmegaConf.register_new_resolver("suffix", _suffix)
-    if not OmegaConf.has_resolver("tags"):
-        OmegaConf.register_new_resolver("tags", _tags)
-    if not OmegaConf.has_resolver("parent"):
-        OmegaConf.register_new_resolver("parent", _parent)
-    if not OmegaConf.has_resolver("sweep_group"):
-        OmegaConf.register_new_resolver("sweep_group", _sweep_group)
-    if not OmegaConf.has_resolver("sweep_run_name"):
-        OmegaConf.register_new_resolver("sweep_run_name", _sweep_run_name)
-    if not OmegaConf.has_resolver("sweep_axes"):
-        OmegaConf.register_new_resolver("sweep_axes", _sweep_axes)
-    if not OmegaConf.has_resolver("slurm_tasks"):
-        OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks)
-    if not OmegaConf.has_resolver("slurm_gpus"):
-        OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus)
+    for name, resolver in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 register()
