@@ -112,9 +112,9 @@ def _train(cfg) -> float | None:
     quiet_offline_wandb(cfg.get("logger"))
     metrics, _ = train(cfg)
     run = Path(cfg.run_dir).resolve()
-    from .training.runner import _is_global_zero
+    from .training.preemption import is_global_zero
 
-    if not _is_global_zero():  # one summary per run, not per DDP rank
+    if not is_global_zero():  # one summary per run, not per DDP rank
         return metrics.get("best_score")
     print(f"ddsp-lab train: run directory {run}\n  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     _print_wandb_runs(run)

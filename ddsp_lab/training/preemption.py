@@ -38,8 +38,11 @@ def slurm_job_id() -> str | None:
     return job if job and re.fullmatch(r"[0-9_]+", job) else None
 
 
-def _global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0, from the environment (Lightning's DDP launcher, srun):
+    the one that writes a run's files, before and after a Trainer exists."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0 and \
+        int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
 
 
 def job_state(job: str) -> str | None:
@@ -80,7 +83,7 @@ def requeue_on_usr1(enabled: bool = True):
         and threading.current_thread() is threading.main_thread()
 
     def handler(signum, frame) -> None:
-        if _global_zero():
+        if is_global_zero():
             requeue(job, "SIGUSR1: the time limit is near")
 
     if install:

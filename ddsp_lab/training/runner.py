@@ -18,6 +18,7 @@ from .. import atomic
 from .._resolvers import plain
 from .callbacks import PlainProgress
 from .preemption import STOPPED, CheckpointOnStop, requeue_on_usr1
+from .preemption import is_global_zero as _is_global_zero
 
 
 def model_config(cfg) -> dict:
@@ -180,13 +181,6 @@ class RunInfo:
         self.values.update(values)
         if _is_global_zero():
             atomic.write_text(self.path, json.dumps(self.values, indent=2, default=str))
-
-
-def _is_global_zero() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)) or 0) == 0 and \
-        int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
 
 
 def build_model(cfg, **overrides) -> pl.LightningModule:
