@@ -98,10 +98,23 @@ def _inspect(cfg) -> None:
     print(inspect_prepared(cfg.path, cfg.png))
 
 
+def _require_optuna(overrides: list[str]) -> None:
+    """hparams_search=... needs Hydra's Optuna sweeper (an extra) and a -m run."""
+    import importlib.util
+
+    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        raise SystemExit("ddsp-lab train: hparams_search needs the Optuna sweeper, an extra: "
+                         "bash scripts/install.sh --optuna (or pip install -e '.[optuna]')")
+    if not {"-m", "--multirun"} & set(overrides):
+        raise SystemExit("ddsp-lab train: hparams_search runs a search of many trainings: add -m "
+                         "(ddsp-lab train -m hparams_search=optuna ...)")
+
+
 def _train(cfg) -> float | None:
-    """Returns the best validation score (checkpoint.monitor): what Hydra's sweepers (Optuna) optimise."""
+    """Returns what Hydra's sweepers (Optuna) optimise: optimized_metric (an eval metric), else the
+    best validation score (checkpoint.monitor)."""
     from .training import train
-    from .training.runner import check_before_training
+    from .training.runner import check_before_training, objective_value
 
     from .runtime import quiet_offline_wandb
 
@@ -115,10 +128,10 @@ def _train(cfg) -> float | None:
     from .training.preemption import is_global_zero
 
     if not is_global_zero():  # one summary per run, not per DDP rank
-        return metrics.get("best_score")
+        return objective_value(cfg, metrics)
     print(f"ddsp-lab train: run directory {run}\n  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     _print_wandb_runs(run)
-    return metrics.get("best_score")
+    return objective_value(cfg, metrics)
 
 
 def _eval(cfg) -> dict:
@@ -288,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"ddsp-lab: unknown command {command!r}{hint}\n\n{_usage()}")
     if command == "prepare":
         _refuse_train_keys(overrides)
+    if command == "train" and any(o.lstrip("+").startswith("hparams_search=") for o in overrides):
+        _require_optuna(overrides)
     if not {"-m", "--multirun"} & set(overrides):  # a sweep may list paths: leave its commas alone
         overrides = _quote_paths(overrides)
     task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train, "eval": _eval, "table": _table, "sizes": _sizes,

@@ -59,7 +59,9 @@ def torch_threads(n: int):
 _QUIET_LOGGERS = ("lightning_fabric.utilities.rank_zero",
                   "pytorch_lightning.utilities.rank_zero", "matplotlib", "PIL")
 _QUIET_WARNINGS = (r".*isinstance\(treespec, LeafSpec\).*",
-                   r"The number of training batches \(\d+\) is smaller than the logging interval.*")
+                   r"The number of training batches \(\d+\) is smaller than the logging interval.*",
+                   # a local run on a machine that has SLURM's tools (a login node, local-slurm.sh)
+                   r"The `srun` command is available on your system but is not used.*")
 
 
 def quiet_libraries() -> None:

@@ -2,6 +2,7 @@
 # One-command install of ddsp_lab into ./.venv (or the active virtualenv / $DDSP_LAB_VENV).
 #   bash scripts/install.sh          # library, CLI and the whole stack
 #   bash scripts/install.sh --dev    # + test tools
+#   bash scripts/install.sh --optuna # + the Optuna sweeper (hparams_search=optuna); flags combine
 # - where no torch is installed, takes the local CPU build torch==2.13.0 first and pins whatever torch
 #   is present with a constraints file, so no later step pulls a different (multi-GB CUDA) torch;
 # - installs torchcrepe with --no-deps after its real needs: it declares torchaudio, whose only wheels
@@ -9,7 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+for flag in "$@"; do
+  case "$flag" in
+    --dev|--optuna) extras="$extras ${flag#--}" ;;
+    *) echo "install.sh: unknown option $flag (expected --dev and/or --optuna)" >&2; exit 2 ;;
+  esac
+done
 venv="${DDSP_LAB_VENV:-${VIRTUAL_ENV:-.venv}}"
 if [[ ! -x "$venv/bin/python" ]]; then
   "${PYTHON:-python3}" -m venv "$venv"
@@ -21,16 +27,16 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
 fi
 constraints="$venv/ddsp_lab-constraints.txt"
 "$py" -W ignore -c "import torch; print('torch==' + torch.__version__)" 2>/dev/null > "$constraints"
-# the package's dependencies (and dev extras with --dev), torchcrepe excepted, from pyproject.toml
-mapfile -t deps < <(DEV="$extras" "$py" - <<'PY'
+# the package's dependencies (and the extras asked for), torchcrepe excepted, from pyproject.toml
+mapfile -t deps < <(EXTRAS="$extras" "$py" - <<'PY'
 import os, re
 text = open("pyproject.toml").read()
 def array(key):  # a flat TOML array of strings (tomllib is not in Python 3.10)
     body = re.search(rf"^{key} = \[(.*?)^\]", text, re.S | re.M).group(1)
     return re.findall(r'"([^"]+)"', body)
 deps = [d for d in array("dependencies") if not d.startswith("torchcrepe")]
-if os.environ.get("DEV"):
-    deps += array("dev")
+for extra in os.environ.get("EXTRAS", "").split():
+    deps += array(extra)
 print("\n".join(deps))
 PY
 )

@@ -37,7 +37,7 @@ install_packages() {
 
 running() {  # running <name>: the pid file's process is alive
   local pid_file="$dir/$1.pid"
-  [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+  [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file" 2>/dev/null)" 2>/dev/null  # (munged removes its pid file as it exits)
 }
 
 write_config() {

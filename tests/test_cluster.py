@@ -15,10 +15,12 @@ apt-get). `.ci/run` installs them where it can.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -178,22 +180,55 @@ def test_scontrol_requeue_mid_run_resumes_to_the_same_weights(slurm, demo_data, 
     assert json.loads((run / "run_info.json").read_text())["status"] == "finished"
 
 
-@pytest.mark.skipif(os.environ.get("DDSP_LAB_SLURM_TIMING_TESTS") != "1",
-                    reason="timing-dependent: slurmctld sends --signal warnings on its own timer (up to ~30 s late); "
-                           "on a loaded CI machine the toy job ended before the warning came. "
-                           "DDSP_LAB_SLURM_TIMING_TESTS=1 runs it (passed on an idle machine)")
+def _task_pids(env, job: str) -> list[int]:
+    """The processes of the job's first srun step (the training ranks), from `scontrol listpids`."""
+    out = subprocess.run(["scontrol", "listpids", job], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    return [int(r[0]) for r in rows if len(r) >= 3 and r[2] == "0"]
+
+
+def _stopped(pid: int) -> bool:
+    """Whether a process is stopped (SIGSTOP); False once it is gone."""
+    with contextlib.suppress(OSError):
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                     if line.startswith("State:"))
+        return state.split()[1] in ("T", "t")
+    return False
+
+
 @pytest.mark.parametrize("warning", ["USR1", "TERM"])
 def test_a_time_limit_warning_checkpoints_requeues_and_resumes_to_the_same_weights(
         slurm, demo_data, uninterrupted, tmp_path, warning):
-    """--time=1 --signal=<sig>@45: the signal comes ~15 s into each start; the job checkpoints at a
-    step boundary, requeues itself (rank 0), and continues with resume=auto, as often as needed."""
+    """--time=2 --signal=<sig>@60: slurmctld's time-limit check runs every 30 s and looks 30 s
+    ahead, so the warning comes 30 to 60 s into each start. The toy job trains for about 15 s, so
+    once it is training the test pauses its ranks (SIGSTOP) until the warning comes: slurmd sends a
+    SIGCONT with every signal of a step (its log: "sending signal 18 ... sending signal 10"), so the
+    ranks running again is the warning's arrival. The signal is slurmctld's own; only the race is
+    taken out. The job checkpoints at a step boundary, requeues itself (rank 0) and continues with
+    resume=auto."""
     run = tmp_path / f"warned_{warning}"
-    job, log = _ddp_job(slurm, run, "--time=1", f"--signal={warning}@45", overrides=[f"data.path={demo_data}"])
+    job, log = _ddp_job(slurm, run, "--time=2", f"--signal={warning}@60", overrides=[f"data.path={demo_data}"])
+    _wait(slurm, job, until=lambda f: log.exists() and "step 20/" in log.read_text())
+    pids = _task_pids(slurm, job)
+    assert pids, "no task processes found for the job"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 100  # the warning is due by 60 s after the start, the limit at 120 s
+        while time.monotonic() < deadline and all(_stopped(pid) for pid in pids):
+            time.sleep(0.2)
+        assert not all(_stopped(pid) for pid in pids), f"slurmctld sent no SIG{warning} (and SIGCONT) in 100 s"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
     fields = _wait(slurm, job, release=True, timeout=600)
     text = log.read_text()
     assert fields.get("JobState") == "COMPLETED", (fields, text[-3000:])
     assert int(fields.get("Restarts", 0)) >= 1 and "requeued SLURM job" in text, text[-3000:]
-    assert re.search(r"stopped by SIGTERM at step \d+", text)
+    stopped = [int(s) for s in re.findall(r"stopped by SIGTERM at step (\d+)", text)]
+    assert stopped and 20 <= stopped[0] < 120, text[-3000:]
     assert _digests(log) == {0: uninterrupted[2], 1: uninterrupted[2]}
 
 
@@ -280,3 +315,27 @@ def test_resources_that_do_not_fit_the_trainer_are_refused_before_submission(slu
     assert out.returncode != 0 and "gpus_per_node=1 for a trainer.accelerator=cpu job" in out.stderr
     after = subprocess.run(["squeue", "-h", "-o", "%i"], env=slurm, capture_output=True, text=True).stdout
     assert before == after  # nothing reached the queue
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                    reason="the [optuna] extra is not installed (bash scripts/install.sh --optuna)")
+def test_an_optuna_search_runs_its_trials_as_slurm_jobs(slurm, demo_data, tmp_path):
+    """hparams_search=optuna with hydra/launcher=slurm: two trials at a time as SLURM jobs, their
+    eval metrics back to the sweeper, the best of the four reported (the lowest in the summaries)."""
+    sweep = tmp_path / "search"
+    out = subprocess.run(
+        [CLI, "train", "-m", "hydra/launcher=slurm", "hparams_search=optuna", "experiment=tiny", "trainer=cpu",
+         "logger=csv", "model.f0_metric=false", f"data.path={demo_data}", "example_seconds=1.0",
+         "trainer.max_steps=4", "trainer.val_check_interval=2", "data.datamodule.batch_size=2",
+         "evaluate.crepe_model=tiny", "evaluate.limit=2", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10",
+         f"hydra.sweep.dir={sweep}"],
+        env=slurm, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stdout.count("submitted 2 SLURM job(s)") == 2, out.stdout[-3000:]
+    values = {run: json.loads((run / "eval" / "test" / "summary.json").read_text())["spectral_distance"]["mean"]
+              for run in sweep.iterdir() if (run / "eval").is_dir()}
+    assert len(values) == 4
+    best = re.search(r"best trial eval/spectral_distance (\S+) \(run (.+)\)", out.stdout)
+    assert best and Path(best.group(2)) == min(values, key=values.get), out.stdout[-3000:]
+    assert float(best.group(1)) == pytest.approx(min(values.values()), rel=1e-6)

@@ -2,6 +2,8 @@
 model's parts build or fail with a message that says what does not fit."""
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -69,3 +71,16 @@ def test_prepare_shards_compose_on_the_cluster_launchers(launcher, tmp_path):
                     "num_shards=16", "shard=3"], "prepare")
     assert "launcher" in cfg.hydra.launcher._target_ and cfg.shard == 3
     assert OmegaConf.to_container(cfg.hydra.launcher, resolve=True)["tasks_per_node"] == 1  # no trainer: one task
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                    reason="the [optuna] extra is not installed (bash scripts/install.sh --optuna)")
+@pytest.mark.parametrize("search", sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml")))
+def test_every_search_sweeps_keys_that_every_experiment_has(search, tmp_path):
+    """A searched key that an experiment lacks would fail each trial at its start."""
+    for experiment in EXPERIMENTS:
+        cfg = _compose([f"experiment={experiment}", f"hparams_search={search}", "data.path=x", f"run_dir={tmp_path}"])
+        assert "optuna" in cfg.hydra.sweeper._target_.lower()
+        assert cfg.optimized_metric.startswith("eval/") and cfg.evaluate.after_training
+        for key in cfg.hydra.sweeper.params:
+            assert OmegaConf.select(cfg, key) is not None, (experiment, key)

@@ -78,6 +78,24 @@ def check_before_training(cfg) -> None:
         from ..data.datamodule import require_split
 
         require_split(cfg.data.path, evaluation.get("split", "test"), "evaluate.split")
+    objective = cfg.get("optimized_metric")
+    if objective is not None:
+        from ..eval.evaluate import METRICS
+
+        names = [f"eval/{m}" for m in METRICS]
+        if objective not in names:
+            raise ValueError(f"optimized_metric: expected null (the best validation score) or one of "
+                             f"{', '.join(names)}, got {objective!r}")
+        if not evaluation.get("after_training"):
+            raise ValueError(f"optimized_metric={objective} is a metric of the evaluation after training, "
+                             f"which is off: set evaluate.after_training=true")
+
+
+def objective_value(cfg, metrics: dict) -> float | None:
+    """What `ddsp-lab train` returns to a sweeper (Optuna): the metric named by optimized_metric
+    (the evaluation's mean), else the best validation score (checkpoint.monitor)."""
+    name = cfg.get("optimized_metric")
+    return metrics.get(name or "best_score")
 
 
 def _train(cfg, validate_first: bool):
@@ -128,6 +146,9 @@ def _train(cfg, validate_first: bool):
                                evaluation, logger, int(model.global_step))
         info.update(status="evaluated", eval_summary=str(run_dir / "eval" / evaluation.get("split", "test") /
                                                          "summary.json"), eval_counts=summary.get("counts"))
+        from ..eval import flat_metrics
+
+        metrics.update((k, v) for k, v in flat_metrics(summary).items() if not k.endswith(("_ci_low", "_ci_high")))
     if best is not None:
         metrics["best_score"] = float(best)
     return metrics, initial
