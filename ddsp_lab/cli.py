@@ -146,7 +146,10 @@ def _eval(cfg) -> dict:
 def _table(cfg) -> None:
     from .eval.table import make_table, metric_notes
 
-    made = make_table(cfg.sweep_dir, cfg.format, cfg.split)
+    try:
+        made = make_table(cfg.sweep_dir, cfg.format, cfg.split)
+    except (ValueError, FileNotFoundError) as e:  # no such folder, nothing finished in it: the message
+        raise SystemExit(f"ddsp-lab table: {e}") from e
     print(f"ddsp-lab table: {cfg.sweep_dir} (varied: {', '.join(made['varied']) or 'nothing'})\n")
     print(made["text"])
     print(f"intervals: one seed: the 95 % bootstrap interval over examples; several seeds: mean +- their std")
@@ -267,6 +270,40 @@ def _argv_of_this_job() -> None:
             hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
 
+def _command_help(command: str, overrides: list[str]) -> str:
+    """`ddsp-lab <command> --help`: what it does, its config groups (the chosen option marked) and
+    every option with its default, as composed with the given overrides (interpolations unresolved)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(command, overrides=overrides, return_hydra_config=True)
+    choices = {g: c for g, c in cfg.hydra.runtime.choices.items() if not g.startswith("hydra/")}
+    if command in ("train", "prepare"):  # the commands that sweep
+        choices["hydra/launcher"] = cfg.hydra.runtime.choices.get("hydra/launcher")
+    lines = [f"usage: ddsp-lab {command} [group=option ...] [key=value ...]" +
+             ("  (-m: a sweep, one run per value: key=a,b)" if command in ("train", "prepare") else ""),
+             "", COMMANDS[command], ""]
+    groups = []
+    for group, chosen in sorted(choices.items()):
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if (CONF_DIR / group).is_dir() else []
+        if group == "hydra/launcher":
+            options = sorted({*options, "basic"})
+        marked = [f"{o}*" if o == chosen else o for o in options] or [str(chosen)]
+        groups.append(f"  {group:15s} {', '.join(marked)}" + ("  (none chosen)" if chosen is None else ""))
+    if command == "train":
+        sweeps = sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
+        groups.append(f"  {'+sweep':15s} {', '.join(sweeps)}  (a sweep of the paper's: -m +sweep=NAME)")
+    if groups:
+        lines += ["config groups (group=option; * marks the one in use):", *groups, ""]
+    body = OmegaConf.to_container(cfg, resolve=False)  # interpolations as written, ??? as ???
+    body.pop("hydra", None)
+    lines += ["options and their defaults (key=value, nested keys with dots; ??? = required):",
+              OmegaConf.to_yaml(OmegaConf.create(body)).rstrip(), "",
+              f"Hydra's own options (-m, --cfg job, hydra.*): ddsp-lab {command} --hydra-help"]
+    return "\n".join(lines)
+
+
 def _usage() -> str:
     lines = ["usage: ddsp-lab <command> [key=value ...]  (Hydra overrides)", "", "commands:"]
     lines += [f"  {name:10s} {doc}" for name, doc in COMMANDS.items()]
@@ -289,9 +326,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     else:
         command, overrides = argv[0], argv[1:]
-    if command == "inspect" and overrides and "=" not in overrides[0]:
+    if command == "inspect" and overrides and "=" not in overrides[0] and not overrides[0].startswith("-"):
         overrides[0] = f"path={overrides[0]}"  # `ddsp-lab inspect <prepared dir>`
-    if command == "table" and overrides and "=" not in overrides[0]:
+    if command == "table" and overrides and "=" not in overrides[0] and not overrides[0].startswith("-"):
         overrides[0] = f"sweep_dir={overrides[0]}"  # `ddsp-lab table <sweep dir>`
     if command not in COMMANDS:
         import difflib
@@ -299,6 +336,13 @@ def main(argv: list[str] | None = None) -> None:
         near = difflib.get_close_matches(command, COMMANDS, n=1, cutoff=0.5)
         hint = f" (did you mean `ddsp-lab {near[0]}`?)" if near else ""
         raise SystemExit(f"ddsp-lab: unknown command {command!r}{hint}\n\n{_usage()}")
+    if {"-h", "--help"} & set(overrides):
+        text = _command_help(command, [o for o in overrides if o not in ("-h", "--help", "-m", "--multirun")])
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # `ddsp-lab train --help | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
     if command == "prepare":
         _refuse_train_keys(overrides)
     if command == "train" and any(o.lstrip("+").startswith("hparams_search=") for o in overrides):

@@ -469,3 +469,32 @@ def test_an_unknown_command_suggests_the_nearest_one(tmp_path):
     assert out.returncode != 0 and "unknown command 'trian' (did you mean `ddsp-lab train`?)" in out.stderr
     out = ddsp_lab("xyzzy", cwd=tmp_path, ok=False)
     assert "unknown command 'xyzzy'" in out.stderr and "did you mean" not in out.stderr
+
+
+def test_train_help_shows_its_groups_and_the_defaults_of_what_is_chosen(tmp_path):
+    """`ddsp-lab train --help` (it printed Hydra's generic "cli is powered by Hydra" page) and
+    `ddsp-lab train experiment=tiny --help`: the command's groups with the option in use marked,
+    and every key with its default as composed (nothing is run, nothing is written)."""
+    out = ddsp_lab("train", "--help", cwd=tmp_path)
+    assert out.stdout.startswith("usage: ddsp-lab train ")
+    assert "Train a DDSP autoencoder" in out.stdout and "powered by Hydra" not in out.stdout
+    groups = dict(re.findall(r"^  (\S+)\s+(.+)$", out.stdout.split("options and their defaults")[0], re.M))
+    assert groups["decoder"] == "mlp, rnn_fc*, rnn_fc_tiny" and "solo_violin" in groups["experiment"]
+    assert "hparams_search" in groups and "ablation_decoder" in groups["+sweep"]
+    assert "n_harmonics: 100" in out.stdout and "lr: 0.0003" in out.stdout
+    tiny = ddsp_lab("train", "experiment=tiny", "-h", cwd=tmp_path)
+    assert "n_harmonics: 20" in tiny.stdout and "rnn_fc_tiny*" in tiny.stdout
+    assert list(tmp_path.iterdir()) == []  # help ran nothing
+
+
+def test_every_command_has_its_own_help(tmp_path):
+    """`ddsp-lab <command> --help` for every command: its line of the command list, its options
+    (required ones shown as ???), exit 0, even where running it would need arguments."""
+    from ddsp_lab.cli import COMMANDS
+
+    for command, doc in COMMANDS.items():
+        out = ddsp_lab(command, "--help", cwd=tmp_path)
+        assert out.stdout.startswith(f"usage: ddsp-lab {command} ") and doc in out.stdout, (command, out.stdout[:500])
+        assert "options and their defaults" in out.stdout, command
+    assert "checkpoint: ???" in ddsp_lab("transfer", "--help", cwd=tmp_path).stdout
+    assert "sweep_dir: ???" in ddsp_lab("table", "--help", cwd=tmp_path).stdout  # not taken for a folder named --help

@@ -111,7 +111,13 @@ def _wait(env, job: str, timeout: float = 400, release: bool = False, until=None
             return fields
         state = fields.get("JobState", "")
         if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", ""):
-            return fields
+            if not release:
+                return fields
+            time.sleep(3)  # a job requeued as it ends can show its end state before it is pending again
+            again = _job(env, job)
+            if again.get("JobState", "") == state:
+                return again
+            continue
         if state == "PENDING" and fields.get("Reason") in ("PartitionConfig", "BadConstraints", "PartitionNodeLimit"):
             subprocess.run(["scancel", job], env=env)
             raise AssertionError(f"job {job} can never start here ({fields.get('Reason')}): {fields}")
@@ -215,6 +221,10 @@ def test_a_time_limit_warning_checkpoints_requeues_and_resumes_to_the_same_weigh
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
+        deadline = time.monotonic() + 10  # a stop is asynchronous: wait until the kernel has stopped them
+        while time.monotonic() < deadline and not all(_stopped(pid) for pid in pids):
+            time.sleep(0.05)
+        assert all(_stopped(pid) for pid in pids), "the ranks did not stop"
         deadline = time.monotonic() + 100  # the warning is due by 60 s after the start, the limit at 120 s
         while time.monotonic() < deadline and all(_stopped(pid) for pid in pids):
             time.sleep(0.2)
@@ -269,17 +279,29 @@ def test_tasks_killed_while_writing_a_checkpoint_leave_whole_files_and_resume(sl
     assert _digests(log2) == {0: uninterrupted[2], 1: uninterrupted[2]}
 
 
-def test_a_sweep_through_the_slurm_launcher_then_its_table(slurm, demo_data, tmp_path):
-    """The README's sweep, toy-sized: one SLURM job per decoder, each with its checkpoint and eval
-    summary, job ids and logs printed, then `ddsp-lab table` on the sweep folder."""
-    sweep = tmp_path / "sweep"
-    out = subprocess.run(
-        [CLI, "train", "-m", "hydra/launcher=slurm", "+sweep=ablation_decoder", "trainer=cpu", "logger=csv",
-         f"data.path={demo_data}", "example_seconds=1.0", "trainer.max_steps=4", "trainer.val_check_interval=2",
-         "trainer.log_every_n_steps=2", "data.datamodule.batch_size=2", "evaluate.crepe_model=tiny",
-         "evaluate.limit=2", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
-         "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}"],
-        env=slurm, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+def _readme_cluster_lines() -> list[str]:
+    """The README's cluster block (from `local-slurm.sh up` to `down`), line by line."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(bash scripts/local-slurm.sh up.*?)```", text, re.S)
+    assert block, "README.md lost its cluster block"
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readme_sweep_through_the_slurm_launcher_then_its_table(slurm, demo_data, tmp_path):
+    """The README's cluster block as typed, in a folder whose data/prepared/demo is the demo corpus
+    (`up`, `env` and `down` are the module fixture's, on its own ports): one SLURM job per decoder,
+    each with its checkpoint and eval summary, job ids and logs printed, then `ddsp-lab table`."""
+    lines = _readme_cluster_lines()
+    assert lines[0].startswith("bash scripts/local-slurm.sh up") and 'eval "$(bash scripts/local-slurm.sh env)"' in lines[0]
+    assert lines[-1] == "bash scripts/local-slurm.sh down"
+    env = subprocess.run(["bash", str(SCRIPT), "env"], env=slurm, capture_output=True, text=True)
+    assert env.stdout.strip() == f"export SLURM_CONF={slurm['SLURM_CONF']}"
+    (tmp_path / "data" / "prepared").mkdir(parents=True)
+    (tmp_path / "data" / "prepared" / "demo").symlink_to(demo_data)
+    sweep_line = next(line for line in lines if "hydra/launcher=slurm" in line)
+    assert sweep_line.startswith(".venv/bin/ddsp-lab train -m ")
+    out = subprocess.run([CLI, *sweep_line.split()[1:]], env=slurm, capture_output=True, text=True, timeout=900,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "submitted 3 SLURM job(s)" in out.stdout
     ids = re.findall(r"job (\d+_\d): decoder=(\S+)", out.stdout)
@@ -287,13 +309,19 @@ def test_a_sweep_through_the_slurm_launcher_then_its_table(slurm, demo_data, tmp
     for job, _ in ids:
         assert f"SLURM job {job} finished (completed)" in out.stdout
     assert "sacct" not in out.stdout + out.stderr  # no accounting here: states come from squeue, quietly
+    sweeps = list((tmp_path / "multirun").glob("ablation_decoder-*"))
+    assert len(sweeps) == 1, list((tmp_path / "multirun").iterdir())
+    sweep = sweeps[0]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(runs) == 3
     for run in runs:
         assert (run / "checkpoints" / "last.ckpt").exists()
         assert json.loads((run / "eval" / "test" / "summary.json").read_text())
         assert json.loads((run / "run_info.json").read_text())["status"] == "evaluated"
-    table = subprocess.run([CLI, "table", str(sweep)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    table_line = next(line for line in lines if " table " in line)
+    assert table_line == ".venv/bin/ddsp-lab table multirun/ablation_decoder-<date>"
+    table = subprocess.run([CLI, "table", str(sweep.relative_to(tmp_path))], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
     assert table.returncode == 0, table.stderr[-3000:]
     rows = [line for line in table.stdout.splitlines() if re.match(r"\| (rnn_fc|rnn_fc_tiny|mlp) \|", line)]
     assert len(rows) == 3 and (sweep / "table.md").exists(), table.stdout
