@@ -98,6 +98,10 @@ def _inspect(cfg) -> None:
     print(inspect_prepared(cfg.path, cfg.png))
 
 
+MULTIRUN = {"-m", "--multirun"}
+SWEEPING = ("train", "prepare")  # the commands whose -m runs go through a launcher
+
+
 def _require_optuna(overrides: list[str]) -> None:
     """hparams_search=... needs Hydra's Optuna sweeper (an extra) and a -m run."""
     import importlib.util
@@ -105,7 +109,7 @@ def _require_optuna(overrides: list[str]) -> None:
     if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
         raise SystemExit("ddsp-lab train: hparams_search needs the Optuna sweeper, an extra: "
                          "bash scripts/install.sh --optuna (or pip install -e '.[optuna]')")
-    if not {"-m", "--multirun"} & set(overrides):
+    if not MULTIRUN & set(overrides):
         raise SystemExit("ddsp-lab train: hparams_search runs a search of many trainings: add -m "
                          "(ddsp-lab train -m hparams_search=optuna ...)")
 
@@ -279,10 +283,10 @@ def _command_help(command: str, overrides: list[str]) -> str:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose(command, overrides=overrides, return_hydra_config=True)
     choices = {g: c for g, c in cfg.hydra.runtime.choices.items() if not g.startswith("hydra/")}
-    if command in ("train", "prepare"):  # the commands that sweep
+    if command in SWEEPING:
         choices["hydra/launcher"] = cfg.hydra.runtime.choices.get("hydra/launcher")
     lines = [f"usage: ddsp-lab {command} [group=option ...] [key=value ...]" +
-             ("  (-m: a sweep, one run per value: key=a,b)" if command in ("train", "prepare") else ""),
+             ("  (-m: a sweep, one run per value: key=a,b)" if command in SWEEPING else ""),
              "", COMMANDS[command], ""]
     groups = []
     for group, chosen in sorted(choices.items()):
@@ -337,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (did you mean `ddsp-lab {near[0]}`?)" if near else ""
         raise SystemExit(f"ddsp-lab: unknown command {command!r}{hint}\n\n{_usage()}")
     if {"-h", "--help"} & set(overrides):
-        text = _command_help(command, [o for o in overrides if o not in ("-h", "--help", "-m", "--multirun")])
+        text = _command_help(command, [o for o in overrides if o not in {"-h", "--help", *MULTIRUN}])
         try:
             print(text, flush=True)
         except BrokenPipeError:  # `ddsp-lab train --help | head`
@@ -347,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         _refuse_train_keys(overrides)
     if command == "train" and any(o.lstrip("+").startswith("hparams_search=") for o in overrides):
         _require_optuna(overrides)
-    if not {"-m", "--multirun"} & set(overrides):  # a sweep may list paths: leave its commas alone
+    if not MULTIRUN & set(overrides):  # a sweep may list paths: leave its commas alone
         overrides = _quote_paths(overrides)
     task = {"demo": _demo, "prepare": _prepare, "inspect": _inspect, "train": _train, "eval": _eval, "table": _table, "sizes": _sizes,
             "quickstart": _quickstart, "export": _export, **{name: _app(name) for name in APPS}}[command]
